@@ -1,0 +1,1 @@
+//! Built-in TIXnGO simulator (see docs/tixngo-api.md).

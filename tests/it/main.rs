@@ -1,0 +1,2 @@
+//! The one integration-test binary: every module below talks to real parts.
+mod sim;
