@@ -1,2 +1,6 @@
 //! The one integration-test binary: every module below talks to real parts.
+mod config;
+mod flows;
+mod helpers;
 mod sim;
+mod topology;

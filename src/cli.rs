@@ -1,0 +1,239 @@
+//! Command-line interface. Each command maps to one library call; exit codes follow sysexits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{self, Topology};
+use crate::config::{self, DEFAULT_CONFIG_FILE};
+use crate::flows::Flow;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Command-line usage error (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+/// RabbitMQ or TIXnGO unavailable at start-up (EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+/// Internal error (EX_SOFTWARE).
+pub const EXIT_SOFTWARE: u8 = 70;
+/// Invalid configuration (EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Keeps tickets aligned between S-360 and TIXnGO: consumes S-360's ticket events from
+/// RabbitMQ, calls TIXnGO, and reports every outcome back to S-360.
+#[derive(Debug, Parser)]
+#[command(name = "tixngo-bridge", version, about, long_about = None)]
+pub struct Cli {
+    /// Log output: human-readable or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "TIXNGO_BRIDGE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The configuration file option shared by every command that needs it.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML); `TIXNGO_BRIDGE__SECTION__KEY` variables override it.
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG_FILE, env = "TIXNGO_BRIDGE_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge: consume the flows' queues until SIGTERM or SIGINT.
+    Run(RunArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Declare or export the RabbitMQ topology (exchanges, queues, bindings).
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+    /// Run the built-in TIXnGO simulator (for tests, demos and benchmarks).
+    Sim(crate::sim::SimArgs),
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Flows to run, comma-separated (default: all), so deployments can scale flows separately.
+    #[arg(long, value_delimiter = ',', value_parser = parse_flow)]
+    pub flows: Vec<Flow>,
+}
+
+fn parse_flow(s: &str) -> Result<Flow, String> {
+    s.parse()
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it with secrets redacted; exit 78 listing every
+    /// problem if it is invalid.
+    Check(ConfigArg),
+}
+
+/// `topology` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TopologyCommand {
+    /// Declare every exchange, queue and binding on the broker (idempotent).
+    Declare(ConfigArg),
+    /// Write the topology as a RabbitMQ definitions file (to stdout, or --output).
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output file; stdout if absent.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line; usage errors exit 64, `--help` and `--version` exit 0.
+pub fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            ExitCode::from(EXIT_OK)
+        }
+    })
+}
+
+/// Runs a parsed command to completion.
+pub async fn run(cli: Cli) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    crate::shutdown::cancel_on_signal(shutdown.clone());
+    match cli.command {
+        Command::Config(ConfigCommand::Check(args)) => config_check(&args),
+        Command::Topology(TopologyCommand::Declare(args)) => topology_declare(&args).await,
+        Command::Topology(TopologyCommand::Export { config, output }) => topology_export(&config, output),
+        Command::Run(args) => {
+            let settings = match load(&args.config) {
+                Ok(settings) => settings,
+                Err(code) => return code,
+            };
+            let flows = if args.flows.is_empty() {
+                Flow::ALL.to_vec()
+            } else {
+                args.flows
+            };
+            report(crate::app::run(settings, flows, shutdown).await)
+        }
+        Command::Sim(args) => report(
+            crate::sim::serve(args, async move { shutdown.cancelled().await })
+                .await
+                .map_err(crate::app::AppError::Other),
+        ),
+    }
+}
+
+fn report(result: Result<(), crate::app::AppError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            tracing::error!(error = %crate::telemetry::chain(&error), "stopped with an error");
+            eprintln!("error: {}", crate::telemetry::chain(&error));
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn load(args: &ConfigArg) -> Result<config::Settings, ExitCode> {
+    config::load(&args.config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn config_check(args: &ConfigArg) -> ExitCode {
+    match load(args) {
+        Ok(settings) => {
+            println!("# {}: valid", args.config.display());
+            print!("{}", settings.redacted_toml());
+            ExitCode::from(EXIT_OK)
+        }
+        Err(code) => code,
+    }
+}
+
+async fn topology_declare(args: &ConfigArg) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let result = async {
+        let connection = broker::connect(&settings.amqp, "topology").await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(broker::BrokerError::amqp("channel.open"))?;
+        let topology = Topology::new(&settings.topology);
+        topology
+            .declare(&channel)
+            .await
+            .map_err(broker::BrokerError::amqp("declare topology"))?;
+        let _ = connection.close(200, "topology declared".into()).await;
+        Ok::<_, broker::BrokerError>(topology)
+    }
+    .await;
+    match result {
+        Ok(topology) => {
+            println!(
+                "declared {} exchanges, {} queues, {} bindings",
+                topology.exchanges.len(),
+                topology.queues.len(),
+                topology.bindings.len()
+            );
+            ExitCode::from(EXIT_OK)
+        }
+        Err(error) => {
+            eprintln!("error: {}", crate::telemetry::chain(&error));
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+    }
+}
+
+fn topology_export(args: &ConfigArg, output: Option<PathBuf>) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let json = Topology::new(&settings.topology).export();
+    let text = match serde_json::to_string_pretty(&json) {
+        Ok(text) => text + "\n",
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+    };
+    match output {
+        None => {
+            print!("{text}");
+            ExitCode::from(EXIT_OK)
+        }
+        Some(path) => match std::fs::write(&path, text) {
+            Ok(()) => ExitCode::from(EXIT_OK),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ExitCode::from(EXIT_SOFTWARE)
+            }
+        },
+    }
+}

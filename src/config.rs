@@ -1,0 +1,821 @@
+//! Layered configuration: a TOML file, then `TIXNGO_BRIDGE__SECTION__KEY` environment overrides.
+//!
+//! Loading is two steps. [`RawSettings`] is what the file says, deserialized strictly (an unknown
+//! key is an error, so a typo never silently falls back to a default). [`RawSettings::validate`]
+//! then checks everything at once and either returns [`Settings`], whose secrets are resolved and
+//! whose URLs are parsed, or a [`ConfigError`] listing every problem with the organization and
+//! field it concerns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::flows::Flow;
+
+/// Default configuration file, looked up in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "tixngo-bridge.toml";
+/// Prefix of environment overrides: `TIXNGO_BRIDGE__AMQP__URL` sets `amqp.url`.
+pub const ENV_PREFIX: &str = "TIXNGO_BRIDGE";
+/// What every TIXnGO interface URL must end with (S-360's own rule for the interface set-up).
+pub const REQUIRED_URL_SUFFIX: &str = "organizer/tickets";
+
+/// The configuration as written, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSettings {
+    /// Broker connection.
+    pub amqp: AmqpSettings,
+    /// Exchange and queue names, retry tiers.
+    pub topology: TopologySettings,
+    /// Consume-loop tuning shared by every flow.
+    pub worker: WorkerSettings,
+    /// HTTP client settings shared by every TIXnGO interface.
+    pub tixngo: TixngoSettings,
+    /// One TIXnGO interface per S-360 organization.
+    pub interfaces: Vec<RawInterface>,
+}
+
+/// Broker connection settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpSettings {
+    /// AMQP URI, vhost percent-encoded (`%2f` is `/`). Secret: it may carry a password.
+    pub url: SecretString,
+    /// Connection name shown by `rabbitmqctl list_connections`, to tell replicas apart.
+    pub connection_name: String,
+    /// First reconnect delay; doubled on each failure up to `reconnect_max_delay`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min_delay: Duration,
+    /// Cap of the reconnect back-off, so a long broker outage is noticed quickly once it ends.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            connection_name: "tixngo-bridge".to_owned(),
+            reconnect_min_delay: Duration::from_millis(200),
+            reconnect_max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &redact_url(self.url.expose_secret()))
+            .field("connection_name", &self.connection_name)
+            .field("reconnect_min_delay", &self.reconnect_min_delay)
+            .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .finish()
+    }
+}
+
+/// Names of everything the bridge declares on the broker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopologySettings {
+    /// Topic exchange S-360 publishes ticket events to (`ticket.<flow>` routing keys).
+    pub tickets_exchange: String,
+    /// Topic exchange the bridge publishes outcomes to, for S-360 to consume.
+    pub events_exchange: String,
+    /// Direct exchange that routes dead letters to `<prefix>.<flow>.dlq`.
+    pub dead_letter_exchange: String,
+    /// Prefix of every queue name: `<prefix>.<flow>`, `<prefix>.<flow>.dlq`, …
+    pub queue_prefix: String,
+    /// Delayed-retry tiers, shortest first; one TTL queue per tier and flow.
+    pub retry_tiers: Vec<Delay>,
+    /// Deliveries of one message before the broker dead-letters it as a poison message
+    /// (quorum queue `x-delivery-limit`): a message that crashes its worker cannot loop forever.
+    pub delivery_limit: u32,
+}
+
+impl Default for TopologySettings {
+    fn default() -> Self {
+        Self {
+            tickets_exchange: "s360.tickets".to_owned(),
+            events_exchange: "s360.ticket-events".to_owned(),
+            dead_letter_exchange: "tixngo.dead-letter".to_owned(),
+            queue_prefix: "tixngo".to_owned(),
+            retry_tiers: [10, 60, 600, 3600]
+                .into_iter()
+                .map(|s| Delay(Duration::from_secs(s)))
+                .collect(),
+            delivery_limit: 20,
+        }
+    }
+}
+
+impl TopologySettings {
+    /// The retry tiers, in order.
+    pub fn tiers(&self) -> Vec<Duration> {
+        self.retry_tiers.iter().map(|d| d.0).collect()
+    }
+}
+
+/// A duration written the human way (`"10s"`, `"1m"`, `"1h"`), for lists of durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
+
+/// Consume-loop settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Unacked deliveries the broker may push to one consumer (AMQP `basic.qos`).
+    pub prefetch: u16,
+    /// Messages of one flow handled at once in this process; bounds TIXnGO concurrency.
+    pub max_in_flight: usize,
+    /// Quick in-process retries of a transient failure before moving to the first delay tier.
+    pub in_process_retries: usize,
+    /// First in-process retry delay (exponential with jitter after that).
+    #[serde(with = "humantime_serde")]
+    pub in_process_min_delay: Duration,
+    /// Cap of the in-process retry delay.
+    #[serde(with = "humantime_serde")]
+    pub in_process_max_delay: Duration,
+    /// Most tickets of one organization sent to TIXnGO in one call.
+    pub batch_max: usize,
+    /// How long a partly filled batch may wait for more tickets.
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+    /// Largest message body accepted; larger ones are dead-lettered as invalid.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight work before leaving it to redelivery.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 256,
+            max_in_flight: 64,
+            in_process_retries: 3,
+            in_process_min_delay: Duration::from_millis(100),
+            in_process_max_delay: Duration::from_secs(2),
+            batch_max: 50,
+            batch_linger: Duration::from_millis(5),
+            max_message_bytes: 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// HTTP client settings for TIXnGO.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TixngoSettings {
+    /// TCP + TLS connect timeout.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout; a call taking longer counts as a transient failure.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Header carrying the API key unless an interface says otherwise (TIXnGO's name is not
+    /// public; see docs/tixngo-api.md).
+    pub api_key_header: String,
+    /// Most bytes of a TIXnGO error body kept in errors and dead-letter headers.
+    pub max_error_body_bytes: usize,
+    /// Consecutive transient failures of one organization's TIXnGO that open its breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before letting one probe call through.
+    #[serde(with = "humantime_serde")]
+    pub breaker_open_for: Duration,
+}
+
+impl Default for TixngoSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            api_key_header: "X-Api-Key".to_owned(),
+            max_error_body_bytes: 1024,
+            breaker_threshold: 5,
+            breaker_open_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The two interface types S-360 offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterfaceKind {
+    /// The bridge's built-in mapping of S-360 tickets to TIXnGO tickets.
+    Tixngo,
+    /// The organization's own template shapes the TIXnGO ticket.
+    TixngoWithTemplate,
+}
+
+/// One TIXnGO interface as written in the file.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawInterface {
+    /// S-360 organization code; messages name it in `organization`.
+    pub organization: String,
+    /// `tixngo` or `tixngo_with_template`.
+    pub kind: Option<InterfaceKind>,
+    /// Template file, required for `tixngo_with_template`.
+    pub template: Option<PathBuf>,
+    /// TIXnGO API URL, ending in `organizer/tickets`.
+    pub url: String,
+    /// Plain HTTP to a non-loopback host is refused unless this is set.
+    pub allow_insecure_http: bool,
+    /// E-mail of the organizer's TIXnGO admin account; carried, not used for authentication.
+    pub username: String,
+    /// The API key itself (prefer `api_key_env` or `api_key_file`).
+    pub api_key: Option<SecretString>,
+    /// Environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// File holding the API key (trailing newline ignored), e.g. a mounted Kubernetes secret.
+    pub api_key_file: Option<PathBuf>,
+    /// Overrides `tixngo.api_key_header` for this interface.
+    pub api_key_header: Option<String>,
+    /// Comma-separated addresses told when a ticket of this organization cannot be delivered.
+    pub notification_emails: String,
+}
+
+impl fmt::Debug for RawInterface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawInterface")
+            .field("organization", &self.organization)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key_file", &self.api_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated TIXnGO interface.
+#[derive(Clone)]
+pub struct Interface {
+    /// S-360 organization code.
+    pub organization: String,
+    /// Built-in mapping or template.
+    pub kind: InterfaceKind,
+    /// Template file, present exactly when `kind` is `TixngoWithTemplate`.
+    pub template: Option<PathBuf>,
+    /// Base URL of the organization's tickets API.
+    pub url: Url,
+    /// TIXnGO admin account e-mail (informational).
+    pub username: String,
+    /// API key sent in `api_key_header`.
+    pub api_key: SecretString,
+    /// Header name carrying the key.
+    pub api_key_header: String,
+    /// Who is told about this organization's dead letters.
+    pub notification_emails: Vec<String>,
+}
+
+impl fmt::Debug for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interface")
+            .field("organization", &self.organization)
+            .field("kind", &self.kind)
+            .field("template", &self.template)
+            .field("url", &self.url.as_str())
+            .field("username", &self.username)
+            .field("api_key", &"***")
+            .field("api_key_header", &self.api_key_header)
+            .field("notification_emails", &self.notification_emails)
+            .finish()
+    }
+}
+
+/// Validated settings: what the rest of the bridge runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Broker connection.
+    pub amqp: AmqpSettings,
+    /// Names and retry tiers.
+    pub topology: TopologySettings,
+    /// Consume-loop tuning.
+    pub worker: WorkerSettings,
+    /// TIXnGO HTTP client settings.
+    pub tixngo: TixngoSettings,
+    /// Interfaces by organization code.
+    pub interfaces: BTreeMap<String, Interface>,
+}
+
+/// One configuration problem, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `interfaces[ACME].url`, `worker.prefetch`, or the file name.
+    pub location: String,
+    /// What is wrong and, where it helps, why.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Configuration that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration ({} problem(s)):\n{}", .problems.len(), list(.problems))]
+pub struct ConfigError {
+    /// Every problem, in file order.
+    pub problems: Vec<Problem>,
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    fn one(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                location: location.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Reads `path` (which must exist) and the process environment, then validates.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    load_with_env(path, env)?.validate_with(|name| std::env::var(name).ok())
+}
+
+/// Reads `path` and the given environment map (tests pass their own), without validating.
+pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<RawSettings, ConfigError> {
+    let location = path.display().to_string();
+    if !path.is_file() {
+        return Err(ConfigError::one(
+            location,
+            "configuration file not found (pass --config FILE; config/example.toml is an annotated example)",
+        ));
+    }
+    let env = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize::<RawSettings>())
+        .map_err(|e| ConfigError::one(location, e.to_string()))
+}
+
+/// Parses configuration from a TOML string (tests and examples).
+pub fn from_toml(text: &str) -> Result<RawSettings, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::one("configuration", e.to_string()))
+}
+
+impl RawSettings {
+    /// Validates with the process environment for `api_key_env`.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        self.validate_with(|name| std::env::var(name).ok())
+    }
+
+    /// Validates, looking up `api_key_env` variables with `env`.
+    pub fn validate_with(self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut push = |location: String, message: String| problems.push(Problem { location, message });
+
+        check_amqp(&self.amqp, &mut push);
+        check_topology(&self.topology, &mut push);
+        check_worker(&self.worker, &mut push);
+        if self.tixngo.request_timeout.is_zero() {
+            push(
+                "tixngo.request_timeout".into(),
+                "must be greater than zero".into(),
+            );
+        }
+        if !is_header_name(&self.tixngo.api_key_header) {
+            push(
+                "tixngo.api_key_header".into(),
+                "is not a valid HTTP header name".into(),
+            );
+        }
+        if self.interfaces.is_empty() {
+            push(
+                "interfaces".into(),
+                "no interface configured: add one [[interfaces]] table per S-360 organization".into(),
+            );
+        }
+
+        let mut interfaces = BTreeMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, raw) in self.interfaces.into_iter().enumerate() {
+            let label = if raw.organization.trim().is_empty() {
+                format!("interfaces[{index}]")
+            } else {
+                format!("interfaces[{}]", raw.organization)
+            };
+            if !raw.organization.trim().is_empty() && !seen.insert(raw.organization.trim().to_owned()) {
+                push(
+                    format!("{label}.organization"),
+                    format!(
+                        "organization {} has two interfaces; S-360 allows only one TIXnGO interface \
+                         per organization (with two, the cancelled and controlled ticket pushes stop working)",
+                        raw.organization
+                    ),
+                );
+                continue;
+            }
+            if let Some(interface) = check_interface(raw, &label, &self.tixngo, &env, &mut push) {
+                interfaces.insert(interface.organization.clone(), interface);
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(Settings {
+                amqp: self.amqp,
+                topology: self.topology,
+                worker: self.worker,
+                tixngo: self.tixngo,
+                interfaces,
+            })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn check_amqp(amqp: &AmqpSettings, push: &mut impl FnMut(String, String)) {
+    match Url::parse(amqp.url.expose_secret()) {
+        Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {}
+        Ok(url) => push(
+            "amqp.url".into(),
+            format!("scheme {} is not amqp or amqps", url.scheme()),
+        ),
+        // The parser's message never echoes the URL, so the password cannot leak through it.
+        Err(e) => push("amqp.url".into(), format!("not a valid URL: {e}")),
+    }
+    if amqp.reconnect_min_delay.is_zero() || amqp.reconnect_min_delay > amqp.reconnect_max_delay {
+        push(
+            "amqp.reconnect_min_delay".into(),
+            "must be above zero and at most amqp.reconnect_max_delay".into(),
+        );
+    }
+}
+
+fn check_topology(topology: &TopologySettings, push: &mut impl FnMut(String, String)) {
+    for (field, value) in [
+        ("tickets_exchange", &topology.tickets_exchange),
+        ("events_exchange", &topology.events_exchange),
+        ("dead_letter_exchange", &topology.dead_letter_exchange),
+        ("queue_prefix", &topology.queue_prefix),
+    ] {
+        if value.is_empty() || value.len() > 200 || value.starts_with("amq.") {
+            push(
+                format!("topology.{field}"),
+                "must be 1 to 200 characters and not start with the reserved `amq.`".into(),
+            );
+        }
+    }
+    let tiers = topology.tiers();
+    if tiers.is_empty() {
+        push(
+            "topology.retry_tiers".into(),
+            "at least one delay tier is needed".into(),
+        );
+    }
+    if tiers.windows(2).any(|w| w[0] >= w[1]) || tiers.iter().any(|t| t.as_millis() == 0) {
+        push(
+            "topology.retry_tiers".into(),
+            "tiers must be at least 1 ms and strictly increasing, e.g. [\"10s\", \"1m\", \"10m\", \"1h\"]"
+                .into(),
+        );
+    }
+    if topology.delivery_limit == 0 {
+        push("topology.delivery_limit".into(), "must be at least 1".into());
+    }
+}
+
+fn check_worker(worker: &WorkerSettings, push: &mut impl FnMut(String, String)) {
+    if worker.prefetch == 0 {
+        push(
+            "worker.prefetch".into(),
+            "must be at least 1 (0 would mean unlimited)".into(),
+        );
+    }
+    if worker.max_in_flight == 0 {
+        push("worker.max_in_flight".into(), "must be at least 1".into());
+    }
+    if worker.batch_max == 0 || worker.batch_max > 1000 {
+        push("worker.batch_max".into(), "must be between 1 and 1000".into());
+    }
+    if worker.max_message_bytes < 1024 {
+        push("worker.max_message_bytes".into(), "must be at least 1024".into());
+    }
+    if worker.in_process_min_delay > worker.in_process_max_delay {
+        push(
+            "worker.in_process_min_delay".into(),
+            "must be at most worker.in_process_max_delay".into(),
+        );
+    }
+}
+
+fn check_interface(
+    raw: RawInterface,
+    label: &str,
+    tixngo: &TixngoSettings,
+    env: &impl Fn(&str) -> Option<String>,
+    push: &mut impl FnMut(String, String),
+) -> Option<Interface> {
+    let mut failed = false;
+    let mut fail = |field: &str, message: String| {
+        failed = true;
+        push(format!("{label}.{field}"), message)
+    };
+
+    let organization = raw.organization.trim().to_owned();
+    if organization.is_empty() {
+        fail("organization", "is required (the S-360 organization code)".into());
+    } else if organization.len() > 64
+        || !organization
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        fail(
+            "organization",
+            "must be 1 to 64 characters among A-Z a-z 0-9 _ - .".into(),
+        );
+    }
+
+    let kind = match raw.kind {
+        Some(kind) => kind,
+        None => {
+            fail("kind", "is required: `tixngo` or `tixngo_with_template`".into());
+            InterfaceKind::Tixngo
+        }
+    };
+    match (kind, &raw.template) {
+        (InterfaceKind::TixngoWithTemplate, None) => fail(
+            "template",
+            "is required for kind `tixngo_with_template` (path to the ticket template)".into(),
+        ),
+        (InterfaceKind::TixngoWithTemplate, Some(path)) if !path.is_file() => fail(
+            "template",
+            format!("template file {} does not exist", path.display()),
+        ),
+        (InterfaceKind::Tixngo, Some(_)) => fail(
+            "template",
+            "is only used with kind `tixngo_with_template`; remove it or change the kind".into(),
+        ),
+        _ => {}
+    }
+
+    let url = match check_url(&raw.url, raw.allow_insecure_http) {
+        Ok(url) => Some(url),
+        Err(message) => {
+            fail("url", message);
+            None
+        }
+    };
+
+    let api_key = match (&raw.api_key, &raw.api_key_env, &raw.api_key_file) {
+        (Some(key), None, None) => Some(key.clone()),
+        (None, Some(var), None) => match env(var) {
+            Some(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
+            _ => {
+                fail(
+                    "api_key_env",
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        },
+        (None, None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
+            Ok(_) => {
+                fail("api_key_file", format!("{} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                fail("api_key_file", format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, None, None) => {
+            fail(
+                "api_key",
+                "missing: set one of api_key, api_key_env or api_key_file (the TIXnGO API key)".into(),
+            );
+            None
+        }
+        _ => {
+            fail(
+                "api_key",
+                "set only one of api_key, api_key_env and api_key_file".into(),
+            );
+            None
+        }
+    };
+    if let Some(key) = &api_key
+        && !key.expose_secret().chars().all(|c| c.is_ascii_graphic())
+    {
+        fail(
+            "api_key",
+            "contains characters that cannot be sent in an HTTP header".into(),
+        );
+    }
+
+    let api_key_header = raw
+        .api_key_header
+        .clone()
+        .unwrap_or_else(|| tixngo.api_key_header.clone());
+    if !is_header_name(&api_key_header) {
+        fail("api_key_header", "is not a valid HTTP header name".into());
+    }
+
+    let mut notification_emails = Vec::new();
+    for address in raw.notification_emails.split(',').map(str::trim) {
+        if address.is_empty() {
+            continue;
+        }
+        if is_email(address) {
+            notification_emails.push(address.to_owned());
+        } else {
+            fail(
+                "notification_emails",
+                format!("{address:?} is not a valid e-mail address"),
+            );
+        }
+    }
+
+    if failed {
+        return None;
+    }
+    Some(Interface {
+        organization,
+        kind,
+        template: raw.template,
+        url: url?,
+        username: raw.username,
+        api_key: api_key?,
+        api_key_header,
+        notification_emails,
+    })
+}
+
+fn check_url(raw: &str, allow_insecure_http: bool) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials; put the API key in api_key_env or api_key_file".into());
+    }
+    if !url.path().trim_end_matches('/').ends_with(REQUIRED_URL_SUFFIX) || url.path().ends_with('/') {
+        return Err(format!(
+            "{} must end with `{REQUIRED_URL_SUFFIX}` (S-360's rule for TIXnGO interface URLs)",
+            url.as_str()
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query string or fragment".into());
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
+        "http" => Err(format!(
+            "plain http to {} would send the API key unencrypted; use https, or set allow_insecure_http = true",
+            url.host_str().unwrap_or("?")
+        )),
+        other => Err(format!("scheme {other} is not http or https")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A deliberately plain check (one `@`, a dotted domain, no spaces or control characters): the
+/// SMTP server has the last word, this catches typos and header injection at start-up.
+pub fn is_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && domain.len() <= 253
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && address.chars().all(|c| {
+            c.is_ascii_graphic() && !matches!(c, '<' | '>' | ',' | ';' | '"' | '(' | ')' | '[' | ']' | '\\')
+        })
+}
+
+/// Replaces the password of a URL with `***`, for display.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+impl Settings {
+    /// The interface of `organization`, if configured.
+    pub fn interface(&self, organization: &str) -> Option<&Interface> {
+        self.interfaces.get(organization)
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `***` (for `config check`).
+    pub fn redacted_toml(&self) -> String {
+        let interfaces: Vec<toml::Value> = self
+            .interfaces
+            .values()
+            .map(|i| {
+                let mut t = toml::map::Map::new();
+                t.insert("organization".into(), i.organization.clone().into());
+                t.insert(
+                    "kind".into(),
+                    match i.kind {
+                        InterfaceKind::Tixngo => "tixngo",
+                        InterfaceKind::TixngoWithTemplate => "tixngo_with_template",
+                    }
+                    .into(),
+                );
+                if let Some(template) = &i.template {
+                    t.insert("template".into(), template.display().to_string().into());
+                }
+                t.insert("url".into(), i.url.to_string().into());
+                t.insert("username".into(), i.username.clone().into());
+                t.insert("api_key".into(), "***".into());
+                t.insert("api_key_header".into(), i.api_key_header.clone().into());
+                t.insert(
+                    "notification_emails".into(),
+                    i.notification_emails.join(", ").into(),
+                );
+                toml::Value::Table(t)
+            })
+            .collect();
+        let mut root = toml::map::Map::new();
+        let mut amqp = toml::map::Map::new();
+        amqp.insert("url".into(), redact_url(self.amqp.url.expose_secret()).into());
+        amqp.insert("connection_name".into(), self.amqp.connection_name.clone().into());
+        amqp.insert(
+            "reconnect_min_delay".into(),
+            humantime::format_duration(self.amqp.reconnect_min_delay)
+                .to_string()
+                .into(),
+        );
+        amqp.insert(
+            "reconnect_max_delay".into(),
+            humantime::format_duration(self.amqp.reconnect_max_delay)
+                .to_string()
+                .into(),
+        );
+        root.insert("amqp".into(), toml::Value::Table(amqp));
+        for (key, value) in [
+            ("topology", toml::Value::try_from(&self.topology)),
+            ("worker", toml::Value::try_from(&self.worker)),
+            ("tixngo", toml::Value::try_from(&self.tixngo)),
+        ] {
+            if let Ok(value) = value {
+                root.insert(key.into(), value);
+            }
+        }
+        root.insert("interfaces".into(), toml::Value::Array(interfaces));
+        toml::to_string_pretty(&toml::Value::Table(root)).unwrap_or_default()
+    }
+
+    /// Flows that have a work queue, for every process role.
+    pub fn flows(&self) -> &'static [Flow] {
+        Flow::ALL
+    }
+}

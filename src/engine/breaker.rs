@@ -1,0 +1,135 @@
+//! A per-organization circuit breaker around TIXnGO: after a run of transient failures, stop
+//! calling that organization's TIXnGO for a while (one probe per interval), so an outage does not
+//! burn every message's retry attempts and a recovering TIXnGO is not stormed.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Breaker states, as exported in metrics (0 closed, 1 open, 2 half-open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Calls are refused until the interval ends.
+    Open,
+    /// One probe call is out; others wait for its result.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+/// The breaker of one organization.
+#[derive(Debug)]
+pub struct Breaker {
+    /// Current state; held only for a few instructions, never across an await.
+    state: Mutex<State>,
+    /// Consecutive transient failures that open the breaker.
+    threshold: u32,
+    /// How long it stays open before a probe.
+    open_for: Duration,
+}
+
+impl Breaker {
+    /// A closed breaker.
+    pub fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            state: Mutex::new(State::Closed { failures: 0 }),
+            threshold: threshold.max(1),
+            open_for,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent: recover it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a call may go out now. When the open interval has passed, the first caller gets
+    /// `true` and becomes the probe.
+    pub fn allow(&self) -> bool {
+        let mut state = self.lock();
+        match *state {
+            State::Closed { .. } => true,
+            State::Open { until } if Instant::now() >= until => {
+                *state = State::HalfOpen;
+                true
+            }
+            State::Open { .. } | State::HalfOpen => false,
+        }
+    }
+
+    /// TIXnGO answered (even with a permanent error): it is up.
+    pub fn record_success(&self) {
+        *self.lock() = State::Closed { failures: 0 };
+    }
+
+    /// A transient failure. Returns true when this failure opened the breaker.
+    pub fn record_failure(&self) -> bool {
+        let mut state = self.lock();
+        match *state {
+            State::Closed { failures } if failures + 1 >= self.threshold => {
+                *state = State::Open {
+                    until: Instant::now() + self.open_for,
+                };
+                true
+            }
+            State::Closed { failures } => {
+                *state = State::Closed {
+                    failures: failures + 1,
+                };
+                false
+            }
+            State::HalfOpen | State::Open { .. } => {
+                *state = State::Open {
+                    until: Instant::now() + self.open_for,
+                };
+                true
+            }
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BreakerState {
+        match *self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen => BreakerState::HalfOpen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_probes_once() {
+        let breaker = Breaker::new(2, Duration::from_millis(20));
+        assert!(breaker.allow());
+        assert!(!breaker.record_failure());
+        assert!(breaker.record_failure());
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert!(!breaker.allow());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(breaker.allow(), "first caller after the interval is the probe");
+        assert!(!breaker.allow(), "only one probe at a time");
+        breaker.record_success();
+        assert!(breaker.allow());
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn failed_probe_reopens() {
+        let breaker = Breaker::new(1, Duration::from_millis(10));
+        breaker.record_failure();
+        std::thread::sleep(Duration::from_millis(15));
+        assert!(breaker.allow());
+        assert!(breaker.record_failure());
+        assert!(!breaker.allow());
+    }
+}

@@ -1,0 +1,503 @@
+//! The one consume engine every flow runs on.
+//!
+//! Per flow it owns a connection session loop (connect, declare, consume, and on any failure
+//! reconnect with capped, jittered back-off), pulls deliveries up to `prefetch`, decodes and
+//! validates them, groups them per organization into micro-batches (`batch_max`,
+//! `batch_linger`), and runs at most `max_in_flight` messages at once. A flow (see
+//! `crate::flows`) only supplies how a message becomes a TIXnGO request and which call to make.
+//! Settling a message (outcome event, retry tier or dead letter, then ack) is `settle`'s job.
+
+pub mod breaker;
+pub mod decode;
+pub mod settle;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, Topology};
+use crate::config::Settings;
+use crate::flows::Flow;
+use crate::messages::TicketMessage;
+use crate::orgs::{Organization, Organizations};
+use crate::tixngo::{CallError, ErrorClass, ItemOk, ItemResult};
+use settle::{Known, Settler};
+
+/// What a flow supplies to the engine: its message, how a message becomes a TIXnGO request,
+/// and the call.
+pub trait FlowHandler: Send + Sync + 'static {
+    /// Which flow this is.
+    const FLOW: Flow;
+    /// The S-360 message, as JSON.
+    type Message: DeserializeOwned + TicketMessage + Send + 'static;
+    /// What the TIXnGO call needs from one message, prepared once.
+    type Prepared: Send + Sync + 'static;
+
+    /// Turns a validated message into its request part, or says why it cannot be sent.
+    fn prepare(&self, message: Self::Message, organization: &Organization) -> Result<Self::Prepared, String>;
+
+    /// One TIXnGO call for a batch of one organization's messages; one result per item, in order.
+    fn call(
+        &self,
+        organization: &Organization,
+        batch: &[&Self::Prepared],
+    ) -> impl Future<Output = Result<Vec<ItemResult>, CallError>> + Send;
+
+    /// Largest batch this flow's TIXnGO call takes (the configured `batch_max` by default).
+    fn batch_max(&self, configured: usize) -> usize {
+        configured
+    }
+
+    /// What to publish when an item succeeded: by default the `<flow>.succeeded` event.
+    fn on_success(
+        &self,
+        settler: &Settler,
+        delivery: &Delivery,
+        known: &Known,
+        ok: &ItemOk,
+    ) -> Vec<Outgoing> {
+        vec![settler.succeeded_event(delivery, known, ok)]
+    }
+}
+
+/// A message that passed decoding, waiting for or inside a TIXnGO call.
+pub struct Item<P> {
+    /// The delivery, kept to ack or republish.
+    pub delivery: Delivery,
+    /// Organization and ticket id.
+    pub known: Known,
+    /// The request part.
+    pub prepared: P,
+    /// Holds one unit of the flow's in-flight bound until the message is settled.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why a flow stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The broker could not be reached at start-up.
+    #[error("flow {flow}: RabbitMQ unavailable at start-up")]
+    Unavailable {
+        /// The flow.
+        flow: Flow,
+        /// Cause.
+        #[source]
+        source: BrokerError,
+    },
+}
+
+/// Runs `handler`'s flow until `shutdown`, reconnecting whenever the connection or channel dies.
+/// `ready` is told when consuming starts (and stops), for `/readyz`.
+pub async fn run_flow<H: FlowHandler>(
+    handler: Arc<H>,
+    settings: Arc<Settings>,
+    organizations: Arc<Organizations>,
+    shutdown: CancellationToken,
+) -> Result<(), EngineError> {
+    let mut delays = reconnect_backoff(&settings);
+    let mut ever_connected = false;
+    loop {
+        let session = Session::<H> {
+            handler: handler.clone(),
+            settings: settings.clone(),
+            organizations: organizations.clone(),
+            shutdown: shutdown.clone(),
+        };
+        match session.run(&mut ever_connected).await {
+            Ok(()) => return Ok(()),
+            Err(error) if !ever_connected => {
+                return Err(EngineError::Unavailable {
+                    flow: H::FLOW,
+                    source: error,
+                });
+            }
+            Err(error) => {
+                let delay = delays.next().unwrap_or(settings.amqp.reconnect_max_delay);
+                tracing::warn!(
+                    flow = %H::FLOW,
+                    error = %crate::telemetry::chain(&error),
+                    retry_in = ?delay,
+                    "broker session ended; reconnecting"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+        if ever_connected {
+            // A session that got as far as consuming resets the back-off.
+            delays = reconnect_backoff(&settings);
+        }
+    }
+}
+
+fn reconnect_backoff(settings: &Settings) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(settings.amqp.reconnect_min_delay)
+        .with_max_delay(settings.amqp.reconnect_max_delay)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// One connection's worth of consuming.
+struct Session<H> {
+    handler: Arc<H>,
+    settings: Arc<Settings>,
+    organizations: Arc<Organizations>,
+    shutdown: CancellationToken,
+}
+
+/// Messages of one organization waiting to fill a batch.
+struct Pending<P> {
+    items: Vec<Item<P>>,
+    deadline: Instant,
+}
+
+impl<H: FlowHandler> Session<H> {
+    async fn run(self, ever_connected: &mut bool) -> Result<(), BrokerError> {
+        let flow = H::FLOW;
+        let settings = &self.settings;
+        let connection = broker::connect(&settings.amqp, flow.as_str()).await?;
+        let publisher = ConfirmedPublisher::open(&connection)
+            .await
+            .map_err(BrokerError::amqp("open publisher channel"))?;
+        Topology::new(&settings.topology)
+            .declare(publisher.channel())
+            .await
+            .map_err(BrokerError::amqp("declare topology"))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::amqp("open consumer channel"))?;
+        channel
+            .basic_qos(settings.worker.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(BrokerError::amqp("basic.qos"))?;
+        let queue = settings.topology.work_queue(flow);
+        let tag = format!(
+            "{}-{}-{}",
+            flow,
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BrokerError::amqp("basic.consume"))?;
+        *ever_connected = true;
+        tracing::info!(%flow, %queue, "consuming");
+
+        let settler = Arc::new(Settler::new(flow, settings.clone(), publisher));
+        let semaphore = Arc::new(Semaphore::new(settings.worker.max_in_flight));
+        let tracker = TaskTracker::new();
+        let batch_max = self.handler.batch_max(settings.worker.batch_max).max(1);
+        let linger = settings.worker.batch_linger;
+        let mut pending: HashMap<String, Pending<H::Prepared>> = HashMap::new();
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+
+        let outcome = loop {
+            let next_deadline = pending.values().map(|p| p.deadline).min();
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break Ok(()),
+                _ = sleep_until(next_deadline), if next_deadline.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<String> = pending
+                        .iter()
+                        .filter(|(_, p)| p.deadline <= now)
+                        .map(|(org, _)| org.clone())
+                        .collect();
+                    for org in due {
+                        if let Some(batch) = pending.remove(&org) {
+                            self.spawn_batch(&tracker, &settler, &org, batch.items);
+                        }
+                    }
+                }
+                acquired = semaphore.clone().acquire_owned(), if permit.is_none() => {
+                    // The semaphore is never closed.
+                    permit = acquired.ok();
+                }
+                delivery = consumer.next(), if permit.is_some() => {
+                    let Some(taken) = permit.take() else { continue };
+                    let delivery = match delivery {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(error)) => break Err(BrokerError::Amqp { operation: "consume", source: error }),
+                        None => break Err(BrokerError::Amqp {
+                            operation: "consume",
+                            source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                                lapin::ConnectionState::Closed,
+                            )),
+                        }),
+                    };
+                    if let Some((org, item)) = self.accept(&settler, &tracker, delivery, taken) {
+                        let entry = pending.entry(org.clone()).or_insert_with(|| Pending {
+                            items: Vec::with_capacity(batch_max),
+                            deadline: Instant::now() + linger,
+                        });
+                        entry.items.push(item);
+                        if (entry.items.len() >= batch_max || linger.is_zero())
+                            && let Some(batch) = pending.remove(&org)
+                        {
+                            self.spawn_batch(&tracker, &settler, &org, batch.items);
+                        }
+                    }
+                }
+            }
+        };
+
+        // Stop taking deliveries, finish what we hold, then close.
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        for (org, batch) in pending.drain() {
+            self.spawn_batch(&tracker, &settler, &org, batch.items);
+        }
+        tracker.close();
+        let grace = settings.worker.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(%flow, ?grace, "in-flight work did not finish in the grace period; the broker redelivers it");
+        }
+        let _ = channel.close(200, "bye".into()).await;
+        let _ = connection.close(200, "bye".into()).await;
+        if outcome.is_ok() {
+            tracing::info!(%flow, "stopped consuming");
+        }
+        outcome
+    }
+
+    /// Decodes a delivery. Returns it ready for batching, or settles it at once as invalid.
+    fn accept(
+        &self,
+        settler: &Arc<Settler>,
+        tracker: &TaskTracker,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(String, Item<H::Prepared>)> {
+        let max_bytes = self.settings.worker.max_message_bytes;
+        let decoded = decode::decode::<H::Message>(&delivery, max_bytes).and_then(|message| {
+            let known = Known {
+                organization: Some(message.organization().to_owned()),
+                ticket_id: Some(message.ticket_id().to_owned()),
+            };
+            let Some(organization) = self.organizations.get(message.organization()) else {
+                return Err(decode::Invalid {
+                    reason: format!(
+                        "unknown organization {:?}: no TIXnGO interface is configured for it",
+                        crate::broker::headers::truncate(message.organization(), 64)
+                    ),
+                    known,
+                });
+            };
+            match self.handler.prepare(message, organization) {
+                Ok(prepared) => Ok((organization.code().to_owned(), known, prepared)),
+                Err(reason) => Err(decode::Invalid { reason, known }),
+            }
+        });
+        match decoded {
+            Ok((org, known, prepared)) => Some((
+                org,
+                Item {
+                    delivery,
+                    known,
+                    prepared,
+                    _permit: permit,
+                },
+            )),
+            Err(invalid) => {
+                let settler = settler.clone();
+                tracker.spawn(async move {
+                    settler
+                        .dead_letter(
+                            &delivery,
+                            &invalid.known,
+                            settle::INVALID_MESSAGE,
+                            &invalid.reason,
+                            None,
+                        )
+                        .await;
+                    drop(permit);
+                });
+                None
+            }
+        }
+    }
+
+    fn spawn_batch(
+        &self,
+        tracker: &TaskTracker,
+        settler: &Arc<Settler>,
+        org: &str,
+        items: Vec<Item<H::Prepared>>,
+    ) {
+        let Some(organization) = self.organizations.get(org).cloned() else {
+            return; // `accept` only batches configured organizations.
+        };
+        let handler = self.handler.clone();
+        let settler = settler.clone();
+        let worker = self.settings.worker.clone();
+        tracker.spawn(async move {
+            process_batch(handler.as_ref(), &organization, &settler, &worker, items).await;
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Calls TIXnGO for one batch with quick in-process retries of what failed transiently, then
+/// settles every item: success, dead letter, or the next delayed-retry tier.
+async fn process_batch<H: FlowHandler>(
+    handler: &H,
+    organization: &Organization,
+    settler: &Settler,
+    worker: &crate::config::WorkerSettings,
+    items: Vec<Item<H::Prepared>>,
+) {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(worker.in_process_min_delay)
+        .with_max_delay(worker.in_process_max_delay)
+        .with_jitter()
+        .with_max_times(worker.in_process_retries)
+        .build();
+    let mut pending = items;
+    loop {
+        if !organization.breaker.allow() {
+            settle_all(
+                pending
+                    .iter()
+                    .map(|item| settler.defer(&item.delivery, &item.known)),
+            )
+            .await;
+            return;
+        }
+        let batch: Vec<&H::Prepared> = pending.iter().map(|item| &item.prepared).collect();
+        let result = handler.call(organization, &batch).await;
+        drop(batch);
+        let (retry, wait_at_least) = match result {
+            Err(error) if error.class() == ErrorClass::Permanent => {
+                organization.breaker.record_success();
+                let message = error.to_string();
+                let status = error.http_status();
+                settle_all(pending.iter().map(|item| {
+                    settler.dead_letter(&item.delivery, &item.known, settle::REJECTED, &message, status)
+                }))
+                .await;
+                return;
+            }
+            Err(error) => {
+                if organization.breaker.record_failure() {
+                    tracing::warn!(
+                        organization = organization.code(),
+                        "TIXnGO failing; circuit breaker opened"
+                    );
+                }
+                let retry_after = error.retry_after();
+                let failed: Vec<_> = pending
+                    .into_iter()
+                    .map(|item| (item, Failure::from_call(&error)))
+                    .collect();
+                (failed, retry_after)
+            }
+            Ok(results) => {
+                organization.breaker.record_success();
+                let mut retry = Vec::new();
+                let mut settled = Vec::new();
+                for (item, result) in pending.into_iter().zip(results) {
+                    match result {
+                        Ok(ok) => settled.push((item, Ok(ok))),
+                        Err(error) if error.class == ErrorClass::Permanent => {
+                            settled.push((item, Err(error)))
+                        }
+                        Err(error) => retry.push((item, Failure::from_item(&error))),
+                    }
+                }
+                settle_all(settled.iter().map(|(item, result)| async move {
+                    match result {
+                        Ok(ok) => {
+                            let events = handler.on_success(settler, &item.delivery, &item.known, ok);
+                            settler.succeed(&item.delivery, events).await;
+                        }
+                        Err(error) => {
+                            settler
+                                .dead_letter(
+                                    &item.delivery,
+                                    &item.known,
+                                    settle::REJECTED,
+                                    &error.message,
+                                    Some(error.code),
+                                )
+                                .await;
+                        }
+                    }
+                }))
+                .await;
+                (retry, None)
+            }
+        };
+        if retry.is_empty() {
+            return;
+        }
+        match delays.next() {
+            Some(delay) => {
+                tokio::time::sleep(delay.max(wait_at_least.unwrap_or_default())).await;
+                pending = retry.into_iter().map(|(item, _)| item).collect();
+            }
+            None => {
+                settle_all(retry.iter().map(|(item, failure)| {
+                    settler.retry_later(&item.delivery, &item.known, &failure.message, failure.status)
+                }))
+                .await;
+                return;
+            }
+        }
+    }
+}
+
+async fn settle_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    futures::future::join_all(futures).await;
+}
+
+/// A transient failure, remembered for the retry headers.
+struct Failure {
+    message: String,
+    status: Option<u16>,
+}
+
+impl Failure {
+    fn from_call(error: &CallError) -> Self {
+        Self {
+            message: error.to_string(),
+            status: error.http_status(),
+        }
+    }
+
+    fn from_item(error: &crate::tixngo::ItemError) -> Self {
+        Self {
+            message: error.message.clone(),
+            status: Some(error.code),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Settling a message: publish what replaces it (outcome event, delayed retry or dead letter),
+//! wait for the broker's confirm, and only then ack. If any publish fails, the original is
+//! nacked back to its queue: never dropped.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::FieldTable;
+
+use crate::broker::headers::{self, Failure, FailureContext};
+use crate::broker::{ConfirmedPublisher, Outgoing};
+use crate::config::Settings;
+use crate::flows::Flow;
+use crate::messages::OutcomeEvent;
+use crate::tixngo::{ItemOk, S360Status};
+
+/// The message cannot be read or validated.
+pub const INVALID_MESSAGE: &str = "invalid-message";
+/// TIXnGO refused it for good.
+pub const REJECTED: &str = "rejected";
+/// Transient failures outlasted every retry tier.
+pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
+/// Marks a message deferred by an open breaker (not counted as a retry).
+pub const DEFERRED_COUNT: &str = "x-deferred-count";
+
+/// What is known of a message's identity.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Organization code.
+    pub organization: Option<String>,
+    /// Ticket id.
+    pub ticket_id: Option<String>,
+}
+
+/// Settles the messages of one flow on one connection.
+pub struct Settler {
+    /// The flow.
+    flow: Flow,
+    /// Names and tiers.
+    settings: Arc<Settings>,
+    /// Confirm-mode channel.
+    publisher: ConfirmedPublisher,
+    /// The flow's work queue (for failure headers).
+    queue: String,
+}
+
+impl Settler {
+    /// A settler publishing on `publisher`.
+    pub fn new(flow: Flow, settings: Arc<Settings>, publisher: ConfirmedPublisher) -> Self {
+        let queue = settings.topology.work_queue(flow);
+        Self {
+            flow,
+            settings,
+            publisher,
+            queue,
+        }
+    }
+
+    /// The flow.
+    pub fn flow(&self) -> Flow {
+        self.flow
+    }
+
+    /// Publishes `events` (confirmed), then acks.
+    pub async fn succeed(&self, delivery: &Delivery, events: Vec<Outgoing>) {
+        for event in events {
+            if let Err(error) = self.publisher.publish(event).await {
+                self.requeue(delivery, &error).await;
+                return;
+            }
+        }
+        self.ack(delivery).await;
+        tracing::debug!(flow = %self.flow, "message settled: succeeded");
+    }
+
+    /// Dead-letters `delivery` with its failure headers, tells S-360, then acks.
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        known: &Known,
+        class: &str,
+        message: &str,
+        http_status: Option<u16>,
+    ) {
+        let topology = &self.settings.topology;
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        self.record(&mut table, known, class, message, http_status);
+        let dead_letter = Outgoing {
+            exchange: topology.dead_letter_exchange.clone(),
+            routing_key: topology.dlq(self.flow),
+            body: delivery.data.clone(),
+            properties: carried_properties(&delivery.properties).with_headers(table),
+            mandatory: true,
+        };
+        let event = self.event(
+            delivery,
+            known,
+            OutcomeEvent {
+                kind: format!("{}.dead-lettered", self.flow),
+                error_class: Some(class.to_owned()),
+                error_message: Some(headers::truncate(message, headers::MAX_ERROR_MESSAGE_BYTES)),
+                ..blank_event()
+            },
+        );
+        tracing::warn!(
+            flow = %self.flow,
+            organization = known.organization.as_deref().unwrap_or("?"),
+            ticket_id = known.ticket_id.as_deref().map(|t| headers::truncate(t, 128)).as_deref().unwrap_or("?"),
+            error_class = class,
+            reason = %headers::truncate(message, 512),
+            "dead-lettered"
+        );
+        for outgoing in [dead_letter, event] {
+            if let Err(error) = self.publisher.publish(outgoing).await {
+                self.requeue(delivery, &error).await;
+                return;
+            }
+        }
+        self.ack(delivery).await;
+    }
+
+    /// Moves `delivery` to its next delayed-retry tier, or dead-letters it when none is left.
+    pub async fn retry_later(
+        &self,
+        delivery: &Delivery,
+        known: &Known,
+        message: &str,
+        http_status: Option<u16>,
+    ) {
+        let tiers = self.settings.topology.tiers();
+        let count =
+            headers::get_int(delivery.properties.headers().as_ref(), headers::RETRY_COUNT).unwrap_or(0);
+        let Some(tier) = usize::try_from(count).ok().and_then(|c| tiers.get(c)).copied() else {
+            let message = format!(
+                "gave up after {} delayed retries; last error: {message}",
+                tiers.len()
+            );
+            self.dead_letter(delivery, known, RETRIES_EXHAUSTED, &message, http_status)
+                .await;
+            return;
+        };
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        self.record(&mut table, known, "transient", message, http_status);
+        headers::set_int(&mut table, headers::RETRY_COUNT, count + 1);
+        self.delay(delivery, tier, table, known).await;
+    }
+
+    /// Parks `delivery` in the first delay tier without counting a retry: its organization's
+    /// breaker is open, so the attempt would only burn a retry on a known outage.
+    pub async fn defer(&self, delivery: &Delivery, known: &Known) {
+        let tiers = self.settings.topology.tiers();
+        let Some(tier) = tiers.first().copied() else {
+            return self.requeue(delivery, &"no retry tier configured").await;
+        };
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        let deferred = headers::get_int(Some(&table), DEFERRED_COUNT).unwrap_or(0);
+        headers::set_int(&mut table, DEFERRED_COUNT, deferred + 1);
+        self.delay(delivery, tier, table, known).await;
+    }
+
+    async fn delay(&self, delivery: &Delivery, tier: std::time::Duration, table: FieldTable, known: &Known) {
+        let outgoing = Outgoing {
+            exchange: String::new(),
+            routing_key: self.settings.topology.retry_queue(self.flow, tier),
+            body: delivery.data.clone(),
+            properties: carried_properties(&delivery.properties).with_headers(table),
+            mandatory: true,
+        };
+        match self.publisher.publish(outgoing).await {
+            Ok(()) => {
+                tracing::debug!(
+                    flow = %self.flow,
+                    organization = known.organization.as_deref().unwrap_or("?"),
+                    ?tier,
+                    "retry scheduled"
+                );
+                self.ack(delivery).await;
+            }
+            Err(error) => self.requeue(delivery, &error).await,
+        }
+    }
+
+    /// The `<flow>.succeeded` event.
+    pub fn succeeded_event(&self, delivery: &Delivery, known: &Known, ok: &ItemOk) -> Outgoing {
+        self.event(
+            delivery,
+            known,
+            OutcomeEvent {
+                kind: format!("{}.succeeded", self.flow),
+                tixngo_status: ok.status.clone(),
+                s360_status: ok
+                    .status
+                    .as_deref()
+                    .map(|s| S360Status::from_tixngo(s).as_str().to_owned()),
+                ..blank_event()
+            },
+        )
+    }
+
+    /// An outcome event on the events exchange, routing key = its type.
+    pub fn event(&self, delivery: &Delivery, known: &Known, mut event: OutcomeEvent) -> Outgoing {
+        event.organization = known.organization.clone();
+        event.ticket_id = known.ticket_id.clone();
+        event.message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned());
+        self.publishable(
+            &self.settings.topology.events_exchange,
+            &event.kind.clone(),
+            &event,
+        )
+    }
+
+    /// A JSON message for S-360 (events, replies).
+    pub fn publishable(&self, exchange: &str, routing_key: &str, body: &impl serde::Serialize) -> Outgoing {
+        Outgoing {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            // Serializing our own plain structs cannot fail.
+            body: serde_json::to_vec(body).unwrap_or_default(),
+            properties: BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(uuid::Uuid::new_v4().to_string().into())
+                .with_timestamp(u64::try_from(Utc::now().timestamp()).unwrap_or_default()),
+            mandatory: false,
+        }
+    }
+
+    fn record(
+        &self,
+        table: &mut FieldTable,
+        known: &Known,
+        class: &str,
+        message: &str,
+        http_status: Option<u16>,
+    ) {
+        let routing_key = self.flow.routing_key();
+        headers::record_failure(
+            table,
+            &Failure {
+                class,
+                message,
+                http_status,
+            },
+            Utc::now(),
+            &FailureContext {
+                flow: self.flow.as_str(),
+                queue: &self.queue,
+                routing_key: &routing_key,
+                organization: known.organization.as_deref(),
+                ticket_id: known.ticket_id.as_deref(),
+            },
+        );
+    }
+
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+            // The channel died: the broker redelivers the message; its replacement was already
+            // confirmed, so the flows' idempotency absorbs the repeat.
+            tracing::warn!(flow = %self.flow, error = %error, "ack failed; the message will be redelivered");
+        }
+    }
+
+    async fn requeue(&self, delivery: &Delivery, error: &(dyn std::fmt::Display + Sync)) {
+        tracing::warn!(flow = %self.flow, %error, "republish failed; returning the message to its queue");
+        let options = BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
+        if let Err(error) = delivery.acker.nack(options).await {
+            tracing::warn!(flow = %self.flow, %error, "nack failed; the message will be redelivered");
+        }
+    }
+}
+
+fn blank_event() -> OutcomeEvent {
+    OutcomeEvent {
+        kind: String::new(),
+        organization: None,
+        ticket_id: None,
+        tixngo_status: None,
+        previous_tixngo_status: None,
+        s360_status: None,
+        error_class: None,
+        error_message: None,
+        message_id: None,
+        at: headers::rfc3339(Utc::now()),
+    }
+}
+
+/// The properties a republished message keeps. Built afresh rather than copied so that
+/// `expiration` (would cut a retry short) and `user_id` (checked by the broker against the
+/// bridge's own user) are not carried over.
+pub fn carried_properties(original: &BasicProperties) -> BasicProperties {
+    let mut properties = BasicProperties::default();
+    if let Some(v) = original.content_type() {
+        properties = properties.with_content_type(v.clone());
+    }
+    if let Some(v) = original.content_encoding() {
+        properties = properties.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        properties = properties.with_message_id(v.clone());
+    }
+    if let Some(v) = original.correlation_id() {
+        properties = properties.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        properties = properties.with_reply_to(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        properties = properties.with_timestamp(*v);
+    }
+    if let Some(v) = original.kind() {
+        properties = properties.with_type(v.clone());
+    }
+    if let Some(v) = original.app_id() {
+        properties = properties.with_app_id(v.clone());
+    }
+    properties
+}

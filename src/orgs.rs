@@ -1,0 +1,91 @@
+//! The configured organizations, each with its TIXnGO client and breaker, built once at start-up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Interface, Settings};
+use crate::engine::breaker::Breaker;
+use crate::messages::InjectMessage;
+use crate::tixngo::client::{ClientBuildError, http_client};
+use crate::tixngo::{TicketDocument, TixngoClient, mapping};
+
+/// One S-360 organization and its TIXnGO interface.
+#[derive(Debug)]
+pub struct Organization {
+    /// Validated interface configuration.
+    pub interface: Interface,
+    /// Client of the interface.
+    pub client: TixngoClient,
+    /// Outage protection for this organization only.
+    pub breaker: Breaker,
+}
+
+impl Organization {
+    /// S-360 organization code.
+    pub fn code(&self) -> &str {
+        &self.interface.organization
+    }
+
+    /// The TIXnGO ticket document for an injection, or why it cannot be built.
+    pub fn render(&self, message: &InjectMessage) -> Result<TicketDocument, String> {
+        let value = mapping::to_tixngo(message);
+        let json =
+            serde_json::value::to_raw_value(&value).map_err(|e| format!("cannot encode ticket: {e}"))?;
+        Ok(TicketDocument {
+            ticket_id: message.ticket_id.clone(),
+            json,
+        })
+    }
+}
+
+/// Every configured organization, by code.
+#[derive(Debug, Clone, Default)]
+pub struct Organizations {
+    /// Organizations by S-360 code.
+    by_code: HashMap<String, Arc<Organization>>,
+}
+
+/// Why the organizations could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OrganizationsError {
+    /// The shared HTTP client could not be built (TLS set-up).
+    #[error("cannot build the TIXnGO HTTP client")]
+    Http(#[source] reqwest::Error),
+    /// One interface's client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+}
+
+impl Organizations {
+    /// Builds every organization's client over one shared connection pool.
+    pub fn new(settings: &Settings) -> Result<Self, OrganizationsError> {
+        let http = http_client(&settings.tixngo).map_err(OrganizationsError::Http)?;
+        let mut by_code = HashMap::new();
+        for interface in settings.interfaces.values() {
+            let client = TixngoClient::new(http.clone(), interface, &settings.tixngo)?;
+            let breaker = Breaker::new(
+                settings.tixngo.breaker_threshold,
+                settings.tixngo.breaker_open_for,
+            );
+            by_code.insert(
+                interface.organization.clone(),
+                Arc::new(Organization {
+                    interface: interface.clone(),
+                    client,
+                    breaker,
+                }),
+            );
+        }
+        Ok(Self { by_code })
+    }
+
+    /// The organization with this code.
+    pub fn get(&self, code: &str) -> Option<&Arc<Organization>> {
+        self.by_code.get(code)
+    }
+
+    /// All organizations.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Organization>> {
+        self.by_code.values()
+    }
+}

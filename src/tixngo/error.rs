@@ -1,0 +1,108 @@
+//! How a TIXnGO failure is classified: retry it (transient) or dead-letter it (permanent).
+
+use std::time::Duration;
+
+/// What the bridge does with a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A passing condition (network, timeout, 5xx, 429, ticket not injected yet): retry.
+    Transient,
+    /// TIXnGO refused the request for good (validation, conflict, auth): dead-letter.
+    Permanent,
+}
+
+/// A failed call as a whole (nothing in the batch was processed).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// TCP/TLS connection failed.
+    #[error("cannot connect to TIXnGO: {0}")]
+    Connect(String),
+    /// No answer within the configured timeout.
+    #[error("TIXnGO did not answer within {0:?}")]
+    Timeout(Duration),
+    /// TIXnGO answered 429.
+    #[error("TIXnGO rate limit (429){}", retry_after_text(.retry_after))]
+    RateLimited {
+        /// `Retry-After`, when TIXnGO sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Any other non-success status.
+    #[error("TIXnGO answered HTTP {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Error body, cut to the configured size.
+        body: String,
+    },
+    /// A success status whose body the bridge cannot read: the contract has changed.
+    #[error("unexpected answer from TIXnGO (HTTP {status}): {detail}")]
+    Protocol {
+        /// HTTP status.
+        status: u16,
+        /// What did not match docs/tixngo-api.md.
+        detail: String,
+    },
+    /// Another transport failure (body read interrupted, …).
+    #[error("TIXnGO request failed: {0}")]
+    Transport(String),
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(", retry after {d:?}"))
+        .unwrap_or_default()
+}
+
+impl CallError {
+    /// Transient or permanent, per docs/tixngo-api.md.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CallError::Connect(_)
+            | CallError::Timeout(_)
+            | CallError::RateLimited { .. }
+            | CallError::Transport(_) => ErrorClass::Transient,
+            CallError::Status { status, .. } => status_class(*status),
+            // A contract mismatch will not fix itself by retrying; it needs a person.
+            CallError::Protocol { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    /// The HTTP status, when TIXnGO answered.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            CallError::RateLimited { .. } => Some(429),
+            CallError::Status { status, .. } | CallError::Protocol { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long TIXnGO asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Whole-request status classes: 5xx, 408 and 429 pass; other 4xx do not.
+pub fn status_class(status: u16) -> ErrorClass {
+    match status {
+        408 | 429 | 500..=599 => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// One ticket of a batch that TIXnGO did not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TIXnGO answered {code} for ticket {ticket_id}: {message}")]
+pub struct ItemError {
+    /// The ticket.
+    pub ticket_id: String,
+    /// Per-ticket code (HTTP-like).
+    pub code: u16,
+    /// Retry or dead-letter.
+    pub class: ErrorClass,
+    /// TIXnGO's message and field errors, cut to the configured size.
+    pub message: String,
+}

@@ -1,0 +1,246 @@
+//! Configuration validation: the example stays valid, and each bad input names its problem.
+
+use std::process::Command;
+
+use tixngo_bridge::config::{self, ConfigError};
+
+const GOOD: &str = r#"
+[[interfaces]]
+organization = "ACME"
+kind = "tixngo"
+url = "https://tixngo.example.com/acme/organizer/tickets"
+username = "admin@acme.example"
+api_key = "k-123"
+notification_emails = "a@acme.example, b@acme.example"
+"#;
+
+fn check(text: &str) -> Result<config::Settings, ConfigError> {
+    config::from_toml(text)?.validate_with(|_| None)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match check(text) {
+        Ok(_) => panic!("configuration unexpectedly valid:\n{text}"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_problem(text: &str, location: &str, needle: &str) {
+    let problems = problems(text);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with(location) && p.contains(needle)),
+        "expected a problem at {location} mentioning {needle:?}, got {problems:#?}"
+    );
+}
+
+#[test]
+fn good_configuration_is_valid() {
+    let settings = check(GOOD).unwrap();
+    let acme = settings.interface("ACME").unwrap();
+    assert_eq!(acme.notification_emails, ["a@acme.example", "b@acme.example"]);
+    assert_eq!(acme.api_key_header, "X-Api-Key");
+    assert!(
+        !format!("{acme:?}").contains("k-123"),
+        "Debug must not show the key"
+    );
+    assert!(!settings.redacted_toml().contains("k-123"));
+}
+
+#[test]
+fn example_file_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml");
+    let settings = config::load(std::path::Path::new(path)).unwrap();
+    assert_eq!(settings.interfaces.len(), 2);
+}
+
+#[test]
+fn duplicate_organization_is_refused_with_the_reason() {
+    let text = format!("{GOOD}\n{GOOD}");
+    assert_problem(
+        &text,
+        "interfaces[ACME].organization",
+        "only one TIXnGO interface per organization",
+    );
+}
+
+#[test]
+fn url_must_end_with_organizer_tickets() {
+    let text = GOOD.replace("/acme/organizer/tickets", "/acme/tickets");
+    assert_problem(&text, "interfaces[ACME].url", "must end with `organizer/tickets`");
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused() {
+    let text = GOOD.replace("https://tixngo.example.com", "http://tixngo.example.com");
+    assert_problem(&text, "interfaces[ACME].url", "unencrypted");
+    let allowed = text.replace(
+        "kind = \"tixngo\"",
+        "kind = \"tixngo\"\nallow_insecure_http = true",
+    );
+    assert!(check(&allowed).is_ok());
+    let loopback = GOOD.replace("https://tixngo.example.com", "http://127.0.0.1:8089");
+    assert!(check(&loopback).is_ok());
+}
+
+#[test]
+fn missing_api_key_is_refused() {
+    let text = GOOD.replace("api_key = \"k-123\"\n", "");
+    assert_problem(&text, "interfaces[ACME].api_key", "missing");
+}
+
+#[test]
+fn api_key_env_must_be_set() {
+    let text = GOOD.replace(
+        "api_key = \"k-123\"",
+        "api_key_env = \"NO_SUCH_VARIABLE_FOR_TESTS\"",
+    );
+    assert_problem(
+        &text,
+        "interfaces[ACME].api_key_env",
+        "NO_SUCH_VARIABLE_FOR_TESTS is not set",
+    );
+    let settings = config::from_toml(&text)
+        .unwrap()
+        .validate_with(|name| (name == "NO_SUCH_VARIABLE_FOR_TESTS").then(|| "from-env".to_owned()))
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        settings.interface("ACME").unwrap().api_key.expose_secret(),
+        "from-env"
+    );
+}
+
+#[test]
+fn api_key_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "file-key\n").unwrap();
+    let text = GOOD.replace(
+        "api_key = \"k-123\"",
+        &format!("api_key_file = {:?}", path.display().to_string()),
+    );
+    let settings = check(&text).unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        settings.interface("ACME").unwrap().api_key.expose_secret(),
+        "file-key"
+    );
+}
+
+#[test]
+fn bad_email_is_refused() {
+    let text = GOOD.replace("b@acme.example", "not-an-address");
+    assert_problem(
+        &text,
+        "interfaces[ACME].notification_emails",
+        "\"not-an-address\" is not a valid e-mail",
+    );
+}
+
+#[test]
+fn template_kind_needs_a_template() {
+    let text = GOOD.replace("kind = \"tixngo\"", "kind = \"tixngo_with_template\"");
+    assert_problem(&text, "interfaces[ACME].template", "is required");
+    let missing = text.replace(
+        "kind = \"tixngo_with_template\"",
+        "kind = \"tixngo_with_template\"\ntemplate = \"/nonexistent/t.j2\"",
+    );
+    assert_problem(&missing, "interfaces[ACME].template", "does not exist");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let text = GOOD
+        .replace("/acme/organizer/tickets", "/acme")
+        .replace("b@acme.example", "nope")
+        .replace("api_key = \"k-123\"\n", "");
+    assert_eq!(problems(&text).len(), 3, "{:#?}", problems(&text));
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let text = format!("[worker]\nprefetsh = 10\n{GOOD}");
+    let error = config::from_toml(&text).unwrap_err().to_string();
+    assert!(error.contains("prefetsh"), "{error}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let env = [
+        (
+            "TIXNGO_BRIDGE__AMQP__URL".to_owned(),
+            "amqp://u:p@rabbit:5672/%2f".to_owned(),
+        ),
+        ("TIXNGO_BRIDGE__WORKER__PREFETCH".to_owned(), "7".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let settings = config::load_with_env(&path, env)
+        .unwrap()
+        .validate_with(|_| None)
+        .unwrap();
+    assert_eq!(settings.worker.prefetch, 7);
+    assert!(format!("{:?}", settings.amqp).contains("u:***@rabbit"));
+}
+
+fn bridge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+}
+
+#[test]
+fn config_check_exits_0_on_the_example_and_hides_secrets() {
+    let out = bridge()
+        .args(["config", "check", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ACME") && stdout.contains("api_key = \"***\""),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("acme-demo-key") && !stdout.contains("guest:guest"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn config_check_exits_78_listing_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        format!("{GOOD}\n{GOOD}").replace("https://tixngo.example.com", "http://tixngo.example.com"),
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("only one TIXnGO interface"), "{stderr}");
+    assert!(stderr.contains("interfaces[ACME].url"), "{stderr}");
+    assert!(!stderr.contains("k-123"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let out = bridge().args(["no-such-command"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = bridge().args(["--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -1,0 +1,484 @@
+//! Test harness: a private RabbitMQ vhost per test, the simulator on port 0, and the bridge
+//! running in-process against both (`spawn_app`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+use tixngo_bridge::broker::Topology;
+use tixngo_bridge::config::{self, Settings};
+use tixngo_bridge::flows::Flow;
+use tixngo_bridge::sim::{self, RunningSim, SimConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn amqp_base() -> url::Url {
+    let raw = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    url::Url::parse(&raw).expect("AMQP_URL is a URL")
+}
+
+fn management() -> String {
+    std::env::var("RABBITMQ_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
+}
+
+/// A vhost of its own, deleted when dropped.
+pub struct TestBroker {
+    pub vhost: String,
+    pub amqp_url: String,
+    http: reqwest::Client,
+}
+
+impl TestBroker {
+    pub async fn new() -> Self {
+        let vhost = format!("tnb-{}", uuid::Uuid::new_v4().simple());
+        let http = reqwest::Client::new();
+        let base = management();
+        let user = amqp_base().username().to_owned();
+        let (u, p) = credentials();
+        let put = http
+            .put(format!("{base}/api/vhosts/{vhost}"))
+            .basic_auth(&u, Some(&p))
+            .send()
+            .await;
+        let put = put.expect("RabbitMQ management API reachable (scripts/test enables it)");
+        assert!(put.status().is_success(), "create vhost: {}", put.status());
+        let perms = http
+            .put(format!("{base}/api/permissions/{vhost}/{user}"))
+            .basic_auth(&u, Some(&p))
+            .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(perms.status().is_success(), "set permissions: {}", perms.status());
+        let mut url = amqp_base();
+        url.set_path(&format!("/{vhost}"));
+        Self {
+            vhost,
+            amqp_url: url.to_string(),
+            http,
+        }
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.amqp_url, ConnectionProperties::default())
+            .await
+            .unwrap()
+    }
+
+    /// The management API's view of a queue.
+    pub async fn queue_info(&self, name: &str) -> Value {
+        let (u, p) = credentials();
+        self.http
+            .get(format!("{}/api/queues/{}/{}", management(), self.vhost, name))
+            .basic_auth(&u, Some(&p))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Force-closes this vhost's connections whose name starts with `prefix`, as a broker
+    /// restart or a network cut would. Returns how many were closed.
+    pub async fn close_connections(&self, prefix: &str) -> usize {
+        let (u, p) = credentials();
+        let list: Vec<Value> = self
+            .http
+            .get(format!("{}/api/vhosts/{}/connections", management(), self.vhost))
+            .basic_auth(&u, Some(&p))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut closed = 0;
+        for connection in &list {
+            let client_name = connection["client_properties"]["connection_name"]
+                .as_str()
+                .unwrap_or_default();
+            if !client_name.starts_with(prefix) {
+                continue;
+            }
+            let name = connection["name"].as_str().unwrap_or_default();
+            let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            let response = self
+                .http
+                .delete(format!(
+                    "{}/api/connections/{}",
+                    management(),
+                    encoded.replace('+', "%20")
+                ))
+                .basic_auth(&u, Some(&p))
+                .send()
+                .await
+                .unwrap();
+            if response.status().is_success() {
+                closed += 1;
+            }
+        }
+        closed
+    }
+}
+
+fn credentials() -> (String, String) {
+    let url = amqp_base();
+    let user = if url.username().is_empty() {
+        "guest".to_owned()
+    } else {
+        url.username().to_owned()
+    };
+    (user, url.password().unwrap_or("guest").to_owned())
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let url = format!("{}/api/vhosts/{}", management(), self.vhost);
+        let (u, p) = credentials();
+        // Drop cannot await: delete from a short-lived thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                let _ = reqwest::Client::new()
+                    .delete(url)
+                    .basic_auth(u, Some(p))
+                    .send()
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+pub const ORGS: [(&str, &str); 2] = [("ACME", "acme-secret-key-1"), ("GLOBEX", "globex-secret-key-2")];
+
+/// Settings for a test: its vhost, the simulator's interfaces, short retry tiers.
+pub fn test_settings(broker: &TestBroker, sim: &RunningSim, extra: &str) -> Settings {
+    let mut text = format!(
+        r#"
+{extra}
+[amqp]
+url = "{url}"
+reconnect_min_delay = "50ms"
+reconnect_max_delay = "500ms"
+"#,
+        url = broker.amqp_url
+    );
+    if !extra.contains("[topology]") {
+        text.push_str("[topology]\nretry_tiers = [\"300ms\", \"600ms\"]\n");
+    }
+    if !extra.contains("[worker]") {
+        text.push_str("[worker]\nin_process_min_delay = \"10ms\"\nin_process_max_delay = \"50ms\"\nshutdown_grace = \"5s\"\n");
+    }
+    for (org, key) in ORGS {
+        text.push_str(&format!(
+            "[[interfaces]]\norganization = \"{org}\"\nkind = \"tixngo\"\nurl = \"{}\"\nusername = \"admin@{}.example\"\napi_key = \"{key}\"\nnotification_emails = \"ops@{}.example\"\n",
+            sim.base_url(org),
+            org.to_lowercase(),
+            org.to_lowercase()
+        ));
+    }
+    config::from_toml(&text).unwrap().validate_with(|_| None).unwrap()
+}
+
+pub async fn spawn_sim() -> RunningSim {
+    let mut config = SimConfig::default();
+    for (org, key) in ORGS {
+        config = config.with_tenant(org, key);
+    }
+    sim::spawn(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+/// The bridge running in-process, with everything a test needs around it.
+pub struct TestApp {
+    pub broker: TestBroker,
+    pub sim: RunningSim,
+    pub settings: Settings,
+    pub channel: Channel,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), tixngo_bridge::app::AppError>>>,
+    _connection: Connection,
+    events: lapin::Consumer,
+}
+
+pub const EVENTS_QUEUE: &str = "test.events";
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("", Flow::ALL).await
+}
+
+pub async fn spawn_app_with(extra: &str, flows: &[Flow]) -> TestApp {
+    let broker = TestBroker::new().await;
+    let sim = spawn_sim().await;
+    let settings = test_settings(&broker, &sim, extra);
+    let connection = broker.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    Topology::new(&settings.topology).declare(&channel).await.unwrap();
+    channel
+        .queue_declare(
+            EVENTS_QUEUE.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            EVENTS_QUEUE.into(),
+            settings.topology.events_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let events_channel = connection.create_channel().await.unwrap();
+    let events = events_channel
+        .basic_consume(
+            EVENTS_QUEUE.into(),
+            "test-events".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(tixngo_bridge::app::run(
+        settings.clone(),
+        flows.to_vec(),
+        shutdown.clone(),
+    ));
+    TestApp {
+        broker,
+        sim,
+        settings,
+        channel,
+        shutdown,
+        task: Some(task),
+        _connection: connection,
+        events,
+    }
+}
+
+impl TestApp {
+    /// Publishes like S-360 does: JSON, persistent, with a message id; waits for the confirm.
+    pub async fn publish(&self, flow: Flow, body: &Value) {
+        self.publish_raw(flow, &serde_json::to_vec(body).unwrap(), Some("application/json"))
+            .await;
+    }
+
+    pub async fn publish_raw(&self, flow: Flow, body: &[u8], content_type: Option<&str>) {
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(uuid::Uuid::new_v4().to_string().into());
+        if let Some(ct) = content_type {
+            properties = properties.with_content_type(ct.into());
+        }
+        self.publish_props(flow, body, properties).await;
+    }
+
+    pub async fn publish_props(&self, flow: Flow, body: &[u8], properties: BasicProperties) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.settings.topology.tickets_exchange.as_str().into(),
+                flow.routing_key().as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(
+            matches!(confirm, lapin::Confirmation::Ack(None)),
+            "publish not confirmed: {confirm:?}"
+        );
+    }
+
+    /// The next outcome event, as JSON.
+    pub async fn next_event(&mut self) -> Value {
+        let delivery = tokio::time::timeout(TIMEOUT, self.events.next())
+            .await
+            .expect("an outcome event in time")
+            .expect("events consumer open")
+            .expect("delivery");
+        serde_json::from_slice(&delivery.data).unwrap()
+    }
+
+    /// Waits for an event of `kind` about `ticket_id`, skipping others.
+    pub async fn event_for(&mut self, kind: &str, ticket_id: &str) -> Value {
+        loop {
+            let event = self.next_event().await;
+            if event["type"] == kind && event["ticket_id"] == ticket_id {
+                return event;
+            }
+        }
+    }
+
+    /// Takes one message from `queue`, waiting for it to arrive.
+    pub async fn take(&self, queue: &str) -> Message {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(message) = self.try_take(queue).await {
+                return message;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no message on {queue} in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn try_take(&self, queue: &str) -> Option<Message> {
+        let got = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()?;
+        let headers = got
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(|h| {
+                h.inner()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), amqp_to_json(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Message {
+            headers,
+            body: got.delivery.data.clone(),
+        })
+    }
+
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    pub fn dlq(&self, flow: Flow) -> String {
+        self.settings.topology.dlq(flow)
+    }
+
+    /// Stops the bridge (as SIGTERM would) and returns its result.
+    pub async fn stop(&mut self) -> Result<(), tixngo_bridge::app::AppError> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A message read back from a queue.
+#[derive(Debug)]
+pub struct Message {
+    pub headers: BTreeMap<String, Value>,
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    pub fn header(&self, key: &str) -> &Value {
+        self.headers.get(key).unwrap_or(&Value::Null)
+    }
+}
+
+fn amqp_to_json(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Value::String(s.to_string()),
+        AMQPValue::LongLongInt(i) => Value::from(*i),
+        AMQPValue::LongInt(i) => Value::from(*i),
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+/// A realistic injection message for a match ticket.
+pub fn match_ticket(org: &str, ticket_id: &str) -> Value {
+    serde_json::json!({
+        "organization": org,
+        "ticket_id": ticket_id,
+        "issued_at": "2026-11-20T10:00:00+01:00",
+        "product": {"kind": "match", "name": "Super League 2026/27", "code": "SL-M12"},
+        "performance": {
+            "id": "P-12", "start": "2026-12-06T18:00:00+01:00", "end": "2026-12-06T20:00:00+01:00",
+            "host_team": "Servette FC", "opposing_team": "FC Basel 1893", "competition": "Super League"
+        },
+        "venue": {"site": "Stade de Genève", "street": "Route des Jeunes 16", "city": "Lancy", "zip": "1212", "country_code": "CH"},
+        "seat": {"area": "Tribune Sud", "block": "B4", "row": "12", "number": "27", "entrance": "Porte 3"},
+        "barcode": format!("QR-{ticket_id}"),
+        "purchase": {"order_id": "O-98765", "purchased_at": "2026-11-20T09:58:00+01:00", "price": 45.0,
+                     "currency": "CHF", "sales_channel": "INTERNET", "point_of_sale": "WEBSHOP"},
+        "spectator": {"first_name": "Léa", "last_name": "Müller", "email": "lea@example.ch"}
+    })
+}
+
+pub fn cancel_message(org: &str, ticket_id: &str) -> Value {
+    serde_json::json!({
+        "organization": org, "ticket_id": ticket_id, "reason": "refunded",
+        "show_deleted_ticket": true, "cancelled_at": "2026-11-21T12:00:00Z"
+    })
+}
+
+pub fn control_message(org: &str, ticket_id: &str) -> Value {
+    serde_json::json!({
+        "organization": org, "ticket_id": ticket_id, "controlled_at": "2026-12-06T17:31:12+01:00",
+        "gate": "Porte 3", "control_point": "T3-L2"
+    })
+}
+
+/// Polls `check` until it holds, or fails after [`TIMEOUT`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
