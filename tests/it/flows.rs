@@ -372,7 +372,10 @@ async fn connections_closed_mid_stream_lose_nothing() {
             // The management API lists a connection a few seconds after it opens.
             let deadline = tokio::time::Instant::now() + TIMEOUT;
             while app.broker.close_connections("tixngo-bridge").await == 0 {
-                assert!(tokio::time::Instant::now() < deadline, "no bridge connection to close");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no bridge connection to close"
+                );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }

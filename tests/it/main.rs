@@ -1,4 +1,5 @@
 //! The one integration-test binary: every module below talks to real parts.
+mod client;
 mod config;
 mod flows;
 mod helpers;
