@@ -65,6 +65,18 @@ pub enum Command {
     Topology(TopologyCommand),
     /// Run the built-in TIXnGO simulator (for tests, demos and benchmarks).
     Sim(crate::sim::SimArgs),
+    /// Print the exact TIXnGO ticket the bridge would send for an injection message (built-in
+    /// mapping or the organization's template), without RabbitMQ.
+    Render {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// S-360 organization whose interface to use.
+        #[arg(long)]
+        organization: String,
+        /// File holding the injection message (JSON).
+        #[arg(long)]
+        message: PathBuf,
+    },
 }
 
 /// `run` options.
@@ -136,6 +148,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             report(crate::app::run(settings, flows, shutdown).await)
         }
+        Command::Render {
+            config,
+            organization,
+            message,
+        } => render(&config, &organization, &message),
         Command::Sim(args) => report(
             crate::sim::serve(args, async move { shutdown.cancelled().await })
                 .await
@@ -235,5 +252,47 @@ fn topology_export(args: &ConfigArg, output: Option<PathBuf>) -> ExitCode {
                 ExitCode::from(EXIT_SOFTWARE)
             }
         },
+    }
+}
+
+fn render(args: &ConfigArg, organization: &str, message: &std::path::Path) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let organizations = match crate::orgs::Organizations::new(&settings) {
+        Ok(organizations) => organizations,
+        Err(e) => {
+            eprintln!("error: {}", crate::telemetry::chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(org) = organizations.get(organization) else {
+        eprintln!("error: no interface is configured for organization {organization:?}");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let text = match std::fs::read_to_string(message) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", message.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = serde_json::from_str::<crate::messages::InjectMessage>(&text)
+        .map_err(|e| format!("message does not match the schema: {e}"))
+        .and_then(|m| crate::messages::TicketMessage::validate(&m).map(|()| m))
+        .and_then(|m| org.render(&m));
+    match result {
+        Ok(document) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(document.json.get())
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| document.json.get().to_owned());
+            println!("{pretty}");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(reason) => {
+            eprintln!("invalid-message: {reason}");
+            ExitCode::from(65)
+        }
     }
 }

@@ -576,6 +576,11 @@ fn check_interface(
             "template",
             format!("template file {} does not exist", path.display()),
         ),
+        (InterfaceKind::TixngoWithTemplate, Some(path)) => {
+            if let Err(error) = crate::tixngo::template::TicketTemplate::load(path) {
+                fail("template", error.to_string());
+            }
+        }
         (InterfaceKind::Tixngo, Some(_)) => fail(
             "template",
             "is only used with kind `tixngo_with_template`; remove it or change the kind".into(),

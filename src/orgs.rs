@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Interface, Settings};
+use crate::config::{Interface, InterfaceKind, Settings};
 use crate::engine::breaker::Breaker;
 use crate::messages::InjectMessage;
 use crate::tixngo::client::{ClientBuildError, http_client};
+use crate::tixngo::template::{TemplateError, TicketTemplate};
 use crate::tixngo::{TicketDocument, TixngoClient, mapping};
 
 /// One S-360 organization and its TIXnGO interface.
@@ -18,6 +19,8 @@ pub struct Organization {
     pub client: TixngoClient,
     /// Outage protection for this organization only.
     pub breaker: Breaker,
+    /// The compiled template of a `tixngo_with_template` interface; `None`: built-in mapping.
+    pub template: Option<TicketTemplate>,
 }
 
 impl Organization {
@@ -28,6 +31,9 @@ impl Organization {
 
     /// The TIXnGO ticket document for an injection, or why it cannot be built.
     pub fn render(&self, message: &InjectMessage) -> Result<TicketDocument, String> {
+        if let Some(template) = &self.template {
+            return template.render(message);
+        }
         let value = mapping::to_tixngo(message);
         let json =
             serde_json::value::to_raw_value(&value).map_err(|e| format!("cannot encode ticket: {e}"))?;
@@ -54,6 +60,9 @@ pub enum OrganizationsError {
     /// One interface's client could not be built.
     #[error(transparent)]
     Client(#[from] ClientBuildError),
+    /// A template could not be loaded (it changed since the configuration was checked).
+    #[error(transparent)]
+    Template(#[from] TemplateError),
 }
 
 impl Organizations {
@@ -67,12 +76,17 @@ impl Organizations {
                 settings.tixngo.breaker_threshold,
                 settings.tixngo.breaker_open_for,
             );
+            let template = match (interface.kind, &interface.template) {
+                (InterfaceKind::TixngoWithTemplate, Some(path)) => Some(TicketTemplate::load(path)?),
+                _ => None,
+            };
             by_code.insert(
                 interface.organization.clone(),
                 Arc::new(Organization {
                     interface: interface.clone(),
                     client,
                     breaker,
+                    template,
                 }),
             );
         }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod mapping;
 pub mod status;
+pub mod template;
 
 pub use client::{
     CancelItem, ControlItem, DiffChange, DiffPage, ItemOk, ItemResult, TicketDocument, TicketState,

@@ -3,5 +3,7 @@ mod client;
 mod config;
 mod flows;
 mod helpers;
+mod schemas;
 mod sim;
+mod templates;
 mod topology;

@@ -935,3 +935,58 @@ async fn unknown_paths_are_json_404_and_shutdown_stops_serving() {
         .await;
     assert!(err.is_err());
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    sim: sim::SimArgs,
+}
+
+#[tokio::test]
+async fn cli_args_and_serve() {
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--tenant",
+        "acme=k1",
+        "--tenant",
+        "beta=k=2",
+        "--error-rate",
+        "0.25",
+        "--latency-ms",
+        "3",
+        "--max-batch",
+        "10",
+        "--api-key-header",
+        "X-Key",
+    ])
+    .unwrap();
+    let debug = format!("{:?}", cli.sim);
+    assert!(!debug.contains("k1") && debug.contains("acme"), "{debug}");
+    let config = cli.sim.to_config().unwrap();
+    assert_eq!(config.tenants[1].api_key, "k=2");
+    assert_eq!((config.max_batch, config.api_key_header.as_str()), (10, "x-key"));
+    assert_eq!((config.faults.error_rate, config.faults.latency_ms), (0.25, 3));
+    for bad in [
+        &["sim", "--tenant", "acme"][..],
+        &["sim", "--tenant", "admin=k"],
+        &["sim", "--error-rate", "1.5"],
+        &["sim", "--max-batch", "0"],
+    ] {
+        assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+    }
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sim::serve(cli.sim, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
