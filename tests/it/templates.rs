@@ -148,3 +148,55 @@ fn render_command_prints_the_payload() {
     let ticket: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ticket["event"]["name"], "Servette FC - FC Basel 1893");
 }
+
+#[tokio::test]
+async fn every_injection_example_is_accepted_by_the_simulator_with_mapping_and_template() {
+    use tixngo_bridge::tixngo::{TicketDocument, TixngoClient, client::http_client, mapping};
+
+    let sim = crate::helpers::spawn_sim().await;
+    let settings = tixngo_bridge::config::from_toml(&format!(
+        "[[interfaces]]\norganization = \"ACME\"\nkind = \"tixngo\"\nurl = \"{}\"\napi_key = \"{}\"\n",
+        sim.base_url("ACME"),
+        crate::helpers::ORGS[0].1
+    ))
+    .unwrap()
+    .validate_with(|_| None)
+    .unwrap();
+    let client = TixngoClient::new(
+        http_client(&settings.tixngo).unwrap(),
+        settings.interface("ACME").unwrap(),
+        &settings.tixngo,
+    )
+    .unwrap();
+    let template = TicketTemplate::load(Path::new(EXAMPLE)).unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("inject-") || !name.ends_with(".json") {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (how, mut doc) in [
+            ("mapping", {
+                let m = message(value.clone());
+                TicketDocument {
+                    ticket_id: m.ticket_id.clone(),
+                    json: serde_json::value::to_raw_value(&mapping::to_tixngo(&m)).unwrap(),
+                }
+            }),
+            ("template", template.render(&message(value.clone())).unwrap()),
+        ] {
+            // One ticket id per way of rendering, so the two never conflict.
+            let mut json: Value = serde_json::from_str(doc.json.get()).unwrap();
+            doc.ticket_id = format!("{}-{how}", doc.ticket_id);
+            json["ticketId"] = json!(doc.ticket_id);
+            doc.json = serde_json::value::to_raw_value(&json).unwrap();
+            let results = client.inject(&[&doc]).await.unwrap();
+            assert!(results[0].is_ok(), "{name} via {how}: {:?}", results[0]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "every product kind, both ways: {checked}");
+}
