@@ -419,3 +419,33 @@ async fn graceful_stop_mid_stream_then_restart_loses_nothing() {
     restarted.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn two_bridge_processes_share_1000_tickets_none_lost_none_doubled() {
+    let app = spawn_app_with("", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, test_settings_toml(&app.broker, &app.sim, "")).unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+                .args(["run", "--flows", "inject", "--config"])
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = (0..1000).map(|i| format!("P-{i}")).collect();
+    for id in &ids {
+        app.publish(Flow::Inject, &match_ticket("ACME", id)).await;
+    }
+    eventually("every ticket injected exactly once", || {
+        assert_created_once(&app, "ACME", &ids)
+    })
+    .await;
+    assert_eq!(app.sim.sim.ticket_ids("ACME").len(), 1000);
+    drop(workers);
+}

@@ -166,6 +166,14 @@ pub const ORGS: [(&str, &str); 2] = [("ACME", "acme-secret-key-1"), ("GLOBEX", "
 
 /// Settings for a test: its vhost, the simulator's interfaces, short retry tiers.
 pub fn test_settings(broker: &TestBroker, sim: &RunningSim, extra: &str) -> Settings {
+    config::from_toml(&test_settings_toml(broker, sim, extra))
+        .unwrap()
+        .validate_with(|_| None)
+        .unwrap()
+}
+
+/// The TOML behind [`test_settings`], for tests that start the real binary.
+pub fn test_settings_toml(broker: &TestBroker, sim: &RunningSim, extra: &str) -> String {
     let mut text = format!(
         r#"
 {extra}
@@ -190,7 +198,7 @@ reconnect_max_delay = "500ms"
             org.to_lowercase()
         ));
     }
-    config::from_toml(&text).unwrap().validate_with(|_| None).unwrap()
+    text
 }
 
 pub async fn spawn_sim() -> RunningSim {
