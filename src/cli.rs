@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Part;
 use crate::broker::{self, Topology};
 use crate::config::{self, DEFAULT_CONFIG_FILE};
-use crate::flows::Flow;
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -84,12 +84,14 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Flows to run, comma-separated (default: all), so deployments can scale flows separately.
-    #[arg(long, value_delimiter = ',', value_parser = parse_flow)]
-    pub flows: Vec<Flow>,
+    /// Parts to run, comma-separated, among inject, cancel, control, status, poller and
+    /// notifier (default: every flow, the poller unless `status_sync.enabled = false`, and the
+    /// notifier when SMTP is configured), so deployments can scale them separately.
+    #[arg(long, value_delimiter = ',', value_parser = parse_part)]
+    pub flows: Vec<Part>,
 }
 
-fn parse_flow(s: &str) -> Result<Flow, String> {
+fn parse_part(s: &str) -> Result<Part, String> {
     s.parse()
 }
 
@@ -141,12 +143,12 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
-            let flows = if args.flows.is_empty() {
-                Flow::ALL.to_vec()
+            let parts = if args.flows.is_empty() {
+                Part::defaults(&settings)
             } else {
                 args.flows
             };
-            report(crate::app::run(settings, flows, shutdown).await)
+            report(crate::app::run(settings, parts, shutdown).await)
         }
         Command::Render {
             config,

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +37,12 @@ pub struct RawSettings {
     pub worker: WorkerSettings,
     /// HTTP client settings shared by every TIXnGO interface.
     pub tixngo: TixngoSettings,
+    /// Metrics and health endpoints.
+    pub http: HttpSettings,
+    /// Continuous status retrieval (TIXnGO's diff endpoint → `status.changed`).
+    pub status_sync: StatusSyncSettings,
+    /// Dead-letter digests by e-mail.
+    pub notifier: RawNotifierSettings,
     /// One TIXnGO interface per S-360 organization.
     pub interfaces: Vec<RawInterface>,
 }
@@ -205,6 +211,203 @@ impl Default for TixngoSettings {
     }
 }
 
+/// The metrics and health endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Serve `/metrics`, `/healthz` and `/readyz` at all.
+    pub enabled: bool,
+    /// Where; port 0 picks a free port (tests run many bridges in one process).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+/// Continuous status retrieval: one poller per organization across all replicas reads TIXnGO's
+/// diff endpoint and publishes `status.changed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSyncSettings {
+    /// Run the poller in `tixngo-bridge run` (the `poller` role).
+    pub enabled: bool,
+    /// Pause between rounds once TIXnGO has no more changes: how stale S-360's view may get.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Changes asked for per diff call.
+    pub page_size: u32,
+    /// Diff pages read in one round before the token goes back to the queue, so one busy
+    /// organization cannot hold a poller forever and a crash repeats at most one round.
+    pub max_pages_per_round: u32,
+    /// First back-off after a TIXnGO error (doubled up to `error_max_delay`).
+    #[serde(with = "humantime_serde")]
+    pub error_min_delay: Duration,
+    /// Cap of that back-off.
+    #[serde(with = "humantime_serde")]
+    pub error_max_delay: Duration,
+}
+
+impl Default for StatusSyncSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            page_size: 500,
+            max_pages_per_round: 20,
+            error_min_delay: Duration::from_secs(1),
+            error_max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How the notifier talks to its SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain SMTP (a local relay or a test server only).
+    None,
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587 by default).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465 by default).
+    Tls,
+}
+
+/// The SMTP server as written in the file.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSmtpSettings {
+    /// Server host name (also checked against its certificate).
+    pub host: String,
+    /// Port; by default 25, 587 or 465 for `none`, `starttls` and `tls`.
+    pub port: Option<u16>,
+    /// `none`, `starttls` (default) or `tls`.
+    pub security: SmtpSecurity,
+    /// Login, if the server wants one.
+    pub username: Option<String>,
+    /// Password, inline (prefer `password_env` or `password_file`).
+    pub password: Option<SecretString>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Sender, e.g. `TIXnGO bridge <bridge@example.com>`.
+    pub from: String,
+    /// Connect and command timeout, so a hanging server cannot stall the notifier.
+    #[serde(with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// Extra CA certificate (PEM) trusted for the server, for private relays.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The notifier as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNotifierSettings {
+    /// Run the notifier in `tixngo-bridge run` when SMTP is configured.
+    pub enabled: bool,
+    /// One digest per organization, flow and error class per window: a storm gives a handful of
+    /// e-mails.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Who is told about dead letters of no known organization, or of one without addresses.
+    pub fallback_emails: Vec<String>,
+    /// Ticket ids listed in one digest (the count covers the rest).
+    pub max_listed: usize,
+    /// First back-off while the SMTP server refuses or is down.
+    #[serde(with = "humantime_serde")]
+    pub retry_min_delay: Duration,
+    /// Cap of that back-off.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// The SMTP server; without it the notifier does not run.
+    pub smtp: Option<RawSmtpSettings>,
+}
+
+impl Default for RawNotifierSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(300),
+            fallback_emails: Vec::new(),
+            max_listed: 50,
+            retry_min_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(60),
+            smtp: None,
+        }
+    }
+}
+
+impl fmt::Debug for RawSmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated SMTP server.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub security: SmtpSecurity,
+    /// Login and password, when the server wants them.
+    pub credentials: Option<(String, SecretString)>,
+    /// Sender mailbox.
+    pub from: String,
+    /// Connect and command timeout.
+    pub timeout: Duration,
+    /// Extra trusted CA (PEM file).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("password", &self.credentials.as_ref().map(|_| "***"))
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Validated notifier settings.
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    /// Run it (only when `smtp` is set too).
+    pub enabled: bool,
+    /// Digest window.
+    pub window: Duration,
+    /// Fallback recipients.
+    pub fallback_emails: Vec<String>,
+    /// Ticket ids listed per digest.
+    pub max_listed: usize,
+    /// SMTP back-off start.
+    pub retry_min_delay: Duration,
+    /// SMTP back-off cap.
+    pub retry_max_delay: Duration,
+    /// The server; `None`: no notifier.
+    pub smtp: Option<SmtpSettings>,
+}
+
 /// The two interface types S-360 offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,6 +506,12 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// TIXnGO HTTP client settings.
     pub tixngo: TixngoSettings,
+    /// Metrics and health endpoints.
+    pub http: HttpSettings,
+    /// Continuous status retrieval.
+    pub status_sync: StatusSyncSettings,
+    /// Dead-letter digests by e-mail.
+    pub notifier: NotifierSettings,
     /// Interfaces by organization code.
     pub interfaces: BTreeMap<String, Interface>,
 }
@@ -444,12 +653,20 @@ impl RawSettings {
             }
         }
 
-        if problems.is_empty() {
+        check_status_sync(&self.status_sync, &mut push);
+        let notifier = check_notifier(self.notifier, &env, &mut push);
+
+        if problems.is_empty()
+            && let Some(notifier) = notifier
+        {
             Ok(Settings {
                 amqp: self.amqp,
                 topology: self.topology,
                 worker: self.worker,
                 tixngo: self.tixngo,
+                http: self.http,
+                status_sync: self.status_sync,
+                notifier,
                 interfaces,
             })
         } else {
@@ -533,6 +750,141 @@ fn check_worker(worker: &WorkerSettings, push: &mut impl FnMut(String, String)) 
     }
 }
 
+fn check_status_sync(sync: &StatusSyncSettings, push: &mut impl FnMut(String, String)) {
+    if sync.interval.is_zero() {
+        push("status_sync.interval".into(), "must be greater than zero".into());
+    }
+    if sync.page_size == 0 || sync.page_size > 10_000 {
+        push(
+            "status_sync.page_size".into(),
+            "must be between 1 and 10000".into(),
+        );
+    }
+    if sync.max_pages_per_round == 0 {
+        push(
+            "status_sync.max_pages_per_round".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if sync.error_min_delay.is_zero() || sync.error_min_delay > sync.error_max_delay {
+        push(
+            "status_sync.error_min_delay".into(),
+            "must be above zero and at most status_sync.error_max_delay".into(),
+        );
+    }
+}
+
+fn check_notifier(
+    raw: RawNotifierSettings,
+    env: &impl Fn(&str) -> Option<String>,
+    push: &mut impl FnMut(String, String),
+) -> Option<NotifierSettings> {
+    let mut failed = false;
+    let mut fail = |field: &str, message: String| {
+        failed = true;
+        push(format!("notifier.{field}"), message)
+    };
+    if raw.window.is_zero() {
+        fail("window", "must be greater than zero".into());
+    }
+    if raw.max_listed == 0 {
+        fail("max_listed", "must be at least 1".into());
+    }
+    if raw.retry_min_delay.is_zero() || raw.retry_min_delay > raw.retry_max_delay {
+        fail(
+            "retry_min_delay",
+            "must be above zero and at most notifier.retry_max_delay".into(),
+        );
+    }
+    for address in &raw.fallback_emails {
+        if !is_email(address) {
+            fail(
+                "fallback_emails",
+                format!("{address:?} is not a valid e-mail address"),
+            );
+        }
+    }
+    if raw.smtp.is_some() && raw.fallback_emails.is_empty() {
+        fail(
+            "fallback_emails",
+            "required with [notifier.smtp]: who is told about dead letters of no known organization".into(),
+        );
+    }
+    let smtp = raw.smtp.map(|smtp| {
+        if smtp.host.trim().is_empty() {
+            fail("smtp.host", "is required".into());
+        }
+        if !is_mailbox(&smtp.from) {
+            fail(
+                "smtp.from",
+                "must be an address or `Name <address>`, e.g. `TIXnGO bridge <bridge@example.com>`".into(),
+            );
+        }
+        let password = match resolve_secret(
+            "password",
+            &smtp.password,
+            &smtp.password_env,
+            &smtp.password_file,
+            env,
+        ) {
+            Ok(password) => password,
+            Err((field, message)) => {
+                fail(&format!("smtp.{field}"), message);
+                None
+            }
+        };
+        let credentials = match (smtp.username, password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                fail("smtp.username", "username and password go together".into());
+                None
+            }
+        };
+        if let Some(ca) = &smtp.ca_file
+            && !ca.is_file()
+        {
+            fail("smtp.ca_file", format!("{} does not exist", ca.display()));
+        }
+        SmtpSettings {
+            port: smtp.port.unwrap_or(match smtp.security {
+                SmtpSecurity::None => 25,
+                SmtpSecurity::Starttls => 587,
+                SmtpSecurity::Tls => 465,
+            }),
+            host: smtp.host.trim().to_owned(),
+            security: smtp.security,
+            credentials,
+            from: smtp.from,
+            timeout: smtp.timeout.unwrap_or(Duration::from_secs(10)),
+            ca_file: smtp.ca_file,
+        }
+    });
+    if failed {
+        return None;
+    }
+    Some(NotifierSettings {
+        enabled: raw.enabled,
+        window: raw.window,
+        fallback_emails: raw.fallback_emails,
+        max_listed: raw.max_listed,
+        retry_min_delay: raw.retry_min_delay,
+        retry_max_delay: raw.retry_max_delay,
+        smtp,
+    })
+}
+
+/// `address` or `Name <address>`, with nothing that could start a new header line.
+fn is_mailbox(text: &str) -> bool {
+    if text.chars().any(char::is_control) {
+        return false;
+    }
+    match text.rsplit_once('<') {
+        Some((_, rest)) => rest.strip_suffix('>').is_some_and(is_email),
+        None => is_email(text.trim()),
+    }
+}
+
 fn check_interface(
     raw: RawInterface,
     label: &str,
@@ -596,41 +948,17 @@ fn check_interface(
         }
     };
 
-    let api_key = match (&raw.api_key, &raw.api_key_env, &raw.api_key_file) {
-        (Some(key), None, None) => Some(key.clone()),
-        (None, Some(var), None) => match env(var) {
-            Some(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
-            _ => {
-                fail(
-                    "api_key_env",
-                    format!("environment variable {var} is not set or empty"),
-                );
-                None
-            }
-        },
-        (None, None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
-            Ok(_) => {
-                fail("api_key_file", format!("{} is empty", path.display()));
-                None
-            }
-            Err(e) => {
-                fail("api_key_file", format!("cannot read {}: {e}", path.display()));
-                None
-            }
-        },
-        (None, None, None) => {
+    let api_key = match resolve_secret("api_key", &raw.api_key, &raw.api_key_env, &raw.api_key_file, env) {
+        Ok(Some(key)) => Some(key),
+        Ok(None) => {
             fail(
                 "api_key",
                 "missing: set one of api_key, api_key_env or api_key_file (the TIXnGO API key)".into(),
             );
             None
         }
-        _ => {
-            fail(
-                "api_key",
-                "set only one of api_key, api_key_env and api_key_file".into(),
-            );
+        Err((field, message)) => {
+            fail(&field, message);
             None
         }
     };
@@ -679,6 +1007,40 @@ fn check_interface(
         api_key_header,
         notification_emails,
     })
+}
+
+/// A secret given inline, by environment variable or by file (trailing newline ignored).
+/// `Ok(None)`: none given. `Err((field, message))`: `field` is `name`, `name_env` or `name_file`.
+fn resolve_secret(
+    name: &str,
+    inline: &Option<SecretString>,
+    env_var: &Option<String>,
+    file: &Option<PathBuf>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SecretString>, (String, String)> {
+    match (inline, env_var, file) {
+        (Some(value), None, None) => Ok(Some(value.clone())),
+        (None, Some(var), None) => match env(var) {
+            Some(value) if !value.trim().is_empty() => Ok(Some(SecretString::from(value.trim().to_owned()))),
+            _ => Err((
+                format!("{name}_env"),
+                format!("environment variable {var} is not set or empty"),
+            )),
+        },
+        (None, None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(value) if !value.trim().is_empty() => Ok(Some(SecretString::from(value.trim().to_owned()))),
+            Ok(_) => Err((format!("{name}_file"), format!("{} is empty", path.display()))),
+            Err(e) => Err((
+                format!("{name}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        },
+        (None, None, None) => Ok(None),
+        _ => Err((
+            name.to_owned(),
+            format!("set only one of {name}, {name}_env and {name}_file"),
+        )),
+    }
 }
 
 fn check_url(raw: &str, allow_insecure_http: bool) -> Result<Url, String> {
@@ -810,13 +1172,53 @@ impl Settings {
             ("topology", toml::Value::try_from(&self.topology)),
             ("worker", toml::Value::try_from(&self.worker)),
             ("tixngo", toml::Value::try_from(&self.tixngo)),
+            ("http", toml::Value::try_from(&self.http)),
+            ("status_sync", toml::Value::try_from(&self.status_sync)),
         ] {
             if let Ok(value) = value {
                 root.insert(key.into(), value);
             }
         }
+        root.insert("notifier".into(), self.redacted_notifier());
         root.insert("interfaces".into(), toml::Value::Array(interfaces));
         toml::to_string_pretty(&toml::Value::Table(root)).unwrap_or_default()
+    }
+
+    fn redacted_notifier(&self) -> toml::Value {
+        let n = &self.notifier;
+        let duration = |d: Duration| toml::Value::from(humantime::format_duration(d).to_string());
+        let mut t = toml::map::Map::new();
+        t.insert("enabled".into(), n.enabled.into());
+        t.insert("window".into(), duration(n.window));
+        t.insert("fallback_emails".into(), n.fallback_emails.clone().into());
+        t.insert(
+            "max_listed".into(),
+            i64::try_from(n.max_listed).unwrap_or(i64::MAX).into(),
+        );
+        t.insert("retry_min_delay".into(), duration(n.retry_min_delay));
+        t.insert("retry_max_delay".into(), duration(n.retry_max_delay));
+        if let Some(smtp) = &n.smtp {
+            let mut m = toml::map::Map::new();
+            m.insert("host".into(), smtp.host.clone().into());
+            m.insert("port".into(), i64::from(smtp.port).into());
+            m.insert(
+                "security".into(),
+                match smtp.security {
+                    SmtpSecurity::None => "none",
+                    SmtpSecurity::Starttls => "starttls",
+                    SmtpSecurity::Tls => "tls",
+                }
+                .into(),
+            );
+            if let Some((user, _)) = &smtp.credentials {
+                m.insert("username".into(), user.clone().into());
+                m.insert("password".into(), "***".into());
+            }
+            m.insert("from".into(), smtp.from.clone().into());
+            m.insert("timeout".into(), duration(smtp.timeout));
+            t.insert("smtp".into(), toml::Value::Table(m));
+        }
+        toml::Value::Table(t)
     }
 
     /// Flows that have a work queue, for every process role.

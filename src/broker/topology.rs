@@ -125,6 +125,8 @@ impl Topology {
                 routing_key: flow.routing_key(),
             });
             for queue in [s.dlq(flow), s.parked(flow)] {
+                // Not single-active-consumer: operators' `dlq` commands read these queues with
+                // basic.get, which quorum queues refuse under single active consumer.
                 queues.push(QueueSpec {
                     name: queue.clone(),
                     arguments: quorum().collect(),

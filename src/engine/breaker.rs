@@ -63,9 +63,13 @@ impl Breaker {
         }
     }
 
-    /// TIXnGO answered (even with a permanent error): it is up.
-    pub fn record_success(&self) {
-        *self.lock() = State::Closed { failures: 0 };
+    /// TIXnGO answered (even with a permanent error): it is up. Returns true when this closed
+    /// an open (or probing) breaker.
+    pub fn record_success(&self) -> bool {
+        let mut state = self.lock();
+        let was_open = !matches!(*state, State::Closed { .. });
+        *state = State::Closed { failures: 0 };
+        was_open
     }
 
     /// A transient failure. Returns true when this failure opened the breaker.

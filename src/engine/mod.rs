@@ -10,16 +10,16 @@
 pub mod breaker;
 pub mod decode;
 pub mod settle;
+pub mod supervisor;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,13 +27,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, Topology};
+use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing};
 use crate::config::Settings;
+use crate::context::Context;
 use crate::flows::Flow;
+use crate::health::Health;
 use crate::messages::TicketMessage;
+use crate::metrics::Metrics;
 use crate::orgs::{Organization, Organizations};
 use crate::tixngo::{CallError, ErrorClass, ItemOk, ItemResult};
 use settle::{Known, Settler};
+use supervisor::SessionFailure;
 
 /// What a flow supplies to the engine: its message, how a message becomes a TIXnGO request,
 /// and the call.
@@ -81,76 +85,65 @@ pub struct Item<P> {
     /// The request part.
     pub prepared: P,
     /// Holds one unit of the flow's in-flight bound until the message is settled.
+    _permit: InFlight,
+}
+
+/// One message held by this process: a unit of the flow's in-flight bound and of the
+/// `in_flight` gauge, both given back when the message is settled (dropped).
+pub struct InFlight {
+    /// The semaphore unit.
     _permit: OwnedSemaphorePermit,
+    /// Where the gauge lives.
+    metrics: Arc<Metrics>,
+    /// The gauge's flow label.
+    flow: Flow,
+}
+
+impl InFlight {
+    fn new(permit: OwnedSemaphorePermit, metrics: Arc<Metrics>, flow: Flow) -> Self {
+        metrics.in_flight(flow.as_str(), 1);
+        Self {
+            _permit: permit,
+            metrics,
+            flow,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.in_flight(self.flow.as_str(), -1);
+    }
 }
 
 /// Why a flow stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The broker could not be reached at start-up.
-    #[error("flow {flow}: RabbitMQ unavailable at start-up")]
+    #[error("{part}: RabbitMQ unavailable at start-up")]
     Unavailable {
-        /// The flow.
-        flow: Flow,
+        /// The part that could not start (a flow, `poller`, `notifier`).
+        part: &'static str,
         /// Cause.
         #[source]
         source: BrokerError,
     },
 }
 
-/// Runs `handler`'s flow until `shutdown`, reconnecting whenever the connection or channel dies.
-/// `ready` is told when consuming starts (and stops), for `/readyz`.
-pub async fn run_flow<H: FlowHandler>(
-    handler: Arc<H>,
-    settings: Arc<Settings>,
-    organizations: Arc<Organizations>,
-    shutdown: CancellationToken,
-) -> Result<(), EngineError> {
-    let mut delays = reconnect_backoff(&settings);
-    let mut ever_connected = false;
-    loop {
+/// Runs `handler`'s flow until shutdown, reconnecting whenever the connection or channel dies.
+/// The flow is ready (for `/readyz`) while it is consuming.
+pub async fn run_flow<H: FlowHandler>(handler: Arc<H>, context: Context) -> Result<(), EngineError> {
+    supervisor::supervise(H::FLOW.as_str(), &context, || {
         let session = Session::<H> {
             handler: handler.clone(),
-            settings: settings.clone(),
-            organizations: organizations.clone(),
-            shutdown: shutdown.clone(),
+            settings: context.settings.clone(),
+            organizations: context.organizations.clone(),
+            shutdown: context.shutdown.clone(),
+            metrics: context.metrics.clone(),
         };
-        match session.run(&mut ever_connected).await {
-            Ok(()) => return Ok(()),
-            Err(error) if !ever_connected => {
-                return Err(EngineError::Unavailable {
-                    flow: H::FLOW,
-                    source: error,
-                });
-            }
-            Err(error) => {
-                let delay = delays.next().unwrap_or(settings.amqp.reconnect_max_delay);
-                tracing::warn!(
-                    flow = %H::FLOW,
-                    error = %crate::telemetry::chain(&error),
-                    retry_in = ?delay,
-                    "broker session ended; reconnecting"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-        if ever_connected {
-            // A session that got as far as consuming resets the back-off.
-            delays = reconnect_backoff(&settings);
-        }
-    }
-}
-
-fn reconnect_backoff(settings: &Settings) -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(settings.amqp.reconnect_min_delay)
-        .with_max_delay(settings.amqp.reconnect_max_delay)
-        .with_jitter()
-        .without_max_times()
-        .build()
+        session.run(&context.health)
+    })
+    .await
 }
 
 /// One connection's worth of consuming.
@@ -159,6 +152,7 @@ struct Session<H> {
     settings: Arc<Settings>,
     organizations: Arc<Organizations>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 /// Messages of one organization waiting to fill a batch.
@@ -168,25 +162,37 @@ struct Pending<P> {
 }
 
 impl<H: FlowHandler> Session<H> {
-    async fn run(self, ever_connected: &mut bool) -> Result<(), BrokerError> {
+    async fn run(self, health: &Health) -> Result<(), SessionFailure> {
         let flow = H::FLOW;
         let settings = &self.settings;
-        let connection = broker::connect(&settings.amqp, flow.as_str()).await?;
-        let publisher = ConfirmedPublisher::open(&connection)
+        let (connection, publisher, channel, mut consumer, tag) =
+            self.open().await.map_err(SessionFailure::setup)?;
+        health.set_ready(flow.as_str(), true);
+        tracing::info!(%flow, queue = %settings.topology.work_queue(flow), "consuming");
+        self.consume(connection, publisher, channel, &mut consumer, tag, health)
             .await
-            .map_err(BrokerError::amqp("open publisher channel"))?;
-        Topology::new(&settings.topology)
-            .declare(publisher.channel())
-            .await
-            .map_err(BrokerError::amqp("declare topology"))?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(BrokerError::amqp("open consumer channel"))?;
-        channel
-            .basic_qos(settings.worker.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(BrokerError::amqp("basic.qos"))?;
+            .map_err(SessionFailure::running)
+    }
+
+    async fn open(
+        &self,
+    ) -> Result<
+        (
+            lapin::Connection,
+            ConfirmedPublisher,
+            lapin::Channel,
+            lapin::Consumer,
+            String,
+        ),
+        BrokerError,
+    > {
+        let flow = H::FLOW;
+        let settings = &self.settings;
+        let broker::Session {
+            connection,
+            publisher,
+            channel,
+        } = broker::open_session(settings, flow.as_str(), settings.worker.prefetch).await?;
         let queue = settings.topology.work_queue(flow);
         let tag = format!(
             "{}-{}-{}",
@@ -194,7 +200,7 @@ impl<H: FlowHandler> Session<H> {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 queue.as_str().into(),
                 tag.as_str().into(),
@@ -203,10 +209,26 @@ impl<H: FlowHandler> Session<H> {
             )
             .await
             .map_err(BrokerError::amqp("basic.consume"))?;
-        *ever_connected = true;
-        tracing::info!(%flow, %queue, "consuming");
+        Ok((connection, publisher, channel, consumer, tag))
+    }
 
-        let settler = Arc::new(Settler::new(flow, settings.clone(), publisher));
+    async fn consume(
+        &self,
+        connection: lapin::Connection,
+        publisher: ConfirmedPublisher,
+        channel: lapin::Channel,
+        consumer: &mut lapin::Consumer,
+        tag: String,
+        health: &Health,
+    ) -> Result<(), BrokerError> {
+        let flow = H::FLOW;
+        let settings = &self.settings;
+        let settler = Arc::new(Settler::new(
+            flow,
+            settings.clone(),
+            publisher,
+            self.metrics.clone(),
+        ));
         let semaphore = Arc::new(Semaphore::new(settings.worker.max_in_flight));
         let tracker = TaskTracker::new();
         let batch_max = self.handler.batch_max(settings.worker.batch_max).max(1);
@@ -265,6 +287,7 @@ impl<H: FlowHandler> Session<H> {
         };
 
         // Stop taking deliveries, finish what we hold, then close.
+        health.set_ready(flow.as_str(), false);
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
@@ -292,6 +315,7 @@ impl<H: FlowHandler> Session<H> {
         delivery: Delivery,
         permit: OwnedSemaphorePermit,
     ) -> Option<(String, Item<H::Prepared>)> {
+        let permit = InFlight::new(permit, self.metrics.clone(), H::FLOW);
         let max_bytes = self.settings.worker.max_message_bytes;
         let decoded = decode::decode::<H::Message>(&delivery, max_bytes).and_then(|message| {
             let known = Known {
@@ -354,8 +378,17 @@ impl<H: FlowHandler> Session<H> {
         let handler = self.handler.clone();
         let settler = settler.clone();
         let worker = self.settings.worker.clone();
+        let metrics = self.metrics.clone();
         tracker.spawn(async move {
-            process_batch(handler.as_ref(), &organization, &settler, &worker, items).await;
+            process_batch(
+                handler.as_ref(),
+                &organization,
+                &settler,
+                &worker,
+                &metrics,
+                items,
+            )
+            .await;
         });
     }
 }
@@ -374,8 +407,10 @@ async fn process_batch<H: FlowHandler>(
     organization: &Organization,
     settler: &Settler,
     worker: &crate::config::WorkerSettings,
+    metrics: &Metrics,
     items: Vec<Item<H::Prepared>>,
 ) {
+    let code = organization.code();
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(worker.in_process_min_delay)
         .with_max_delay(worker.in_process_max_delay)
@@ -394,11 +429,17 @@ async fn process_batch<H: FlowHandler>(
             return;
         }
         let batch: Vec<&H::Prepared> = pending.iter().map(|item| &item.prepared).collect();
+        let started = std::time::Instant::now();
         let result = handler.call(organization, &batch).await;
         drop(batch);
+        let status = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(error) => error.metric_label(),
+        };
+        metrics.tixngo_call(code, H::FLOW.as_str(), started.elapsed(), &status);
         let (retry, wait_at_least) = match result {
             Err(error) if error.class() == ErrorClass::Permanent => {
-                organization.breaker.record_success();
+                breaker_success(organization, metrics);
                 let message = error.to_string();
                 let status = error.http_status();
                 settle_all(pending.iter().map(|item| {
@@ -409,10 +450,8 @@ async fn process_batch<H: FlowHandler>(
             }
             Err(error) => {
                 if organization.breaker.record_failure() {
-                    tracing::warn!(
-                        organization = organization.code(),
-                        "TIXnGO failing; circuit breaker opened"
-                    );
+                    metrics.breaker_transition(code, "open");
+                    tracing::warn!(organization = code, "TIXnGO failing; circuit breaker opened");
                 }
                 let retry_after = error.retry_after();
                 let failed: Vec<_> = pending
@@ -422,7 +461,7 @@ async fn process_batch<H: FlowHandler>(
                 (failed, retry_after)
             }
             Ok(results) => {
-                organization.breaker.record_success();
+                breaker_success(organization, metrics);
                 let mut retry = Vec::new();
                 let mut settled = Vec::new();
                 for (item, result) in pending.into_iter().zip(results) {
@@ -438,7 +477,7 @@ async fn process_batch<H: FlowHandler>(
                     match result {
                         Ok(ok) => {
                             let events = handler.on_success(settler, &item.delivery, &item.known, ok);
-                            settler.succeed(&item.delivery, events).await;
+                            settler.succeed(&item.delivery, &item.known, events).await;
                         }
                         Err(error) => {
                             settler
@@ -473,6 +512,17 @@ async fn process_batch<H: FlowHandler>(
                 return;
             }
         }
+    }
+}
+
+/// TIXnGO answered: close the breaker, and say so if it was open.
+fn breaker_success(organization: &Organization, metrics: &Metrics) {
+    if organization.breaker.record_success() {
+        metrics.breaker_transition(organization.code(), "closed");
+        tracing::info!(
+            organization = organization.code(),
+            "TIXnGO answers again; circuit breaker closed"
+        );
     }
 }
 

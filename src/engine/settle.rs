@@ -15,6 +15,7 @@ use crate::broker::{ConfirmedPublisher, Outgoing};
 use crate::config::Settings;
 use crate::flows::Flow;
 use crate::messages::OutcomeEvent;
+use crate::metrics::{Metrics, Outcome};
 use crate::tixngo::{ItemOk, S360Status};
 
 /// The message cannot be read or validated.
@@ -45,18 +46,31 @@ pub struct Settler {
     publisher: ConfirmedPublisher,
     /// The flow's work queue (for failure headers).
     queue: String,
+    /// Counts every settlement by outcome.
+    metrics: Arc<Metrics>,
 }
 
 impl Settler {
     /// A settler publishing on `publisher`.
-    pub fn new(flow: Flow, settings: Arc<Settings>, publisher: ConfirmedPublisher) -> Self {
+    pub fn new(
+        flow: Flow,
+        settings: Arc<Settings>,
+        publisher: ConfirmedPublisher,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let queue = settings.topology.work_queue(flow);
         Self {
             flow,
             settings,
             publisher,
             queue,
+            metrics,
         }
+    }
+
+    fn count(&self, known: &Known, outcome: Outcome) {
+        self.metrics
+            .message(self.flow.as_str(), known.organization.as_deref(), outcome);
     }
 
     /// The flow.
@@ -65,13 +79,14 @@ impl Settler {
     }
 
     /// Publishes `events` (confirmed), then acks.
-    pub async fn succeed(&self, delivery: &Delivery, events: Vec<Outgoing>) {
+    pub async fn succeed(&self, delivery: &Delivery, known: &Known, events: Vec<Outgoing>) {
         for event in events {
             if let Err(error) = self.publisher.publish(event).await {
-                self.requeue(delivery, &error).await;
+                self.requeue(delivery, known, &error).await;
                 return;
             }
         }
+        self.count(known, Outcome::Succeeded);
         self.ack(delivery).await;
         tracing::debug!(flow = %self.flow, "message settled: succeeded");
     }
@@ -115,10 +130,12 @@ impl Settler {
         );
         for outgoing in [dead_letter, event] {
             if let Err(error) = self.publisher.publish(outgoing).await {
-                self.requeue(delivery, &error).await;
+                self.requeue(delivery, known, &error).await;
                 return;
             }
         }
+        self.count(known, Outcome::DeadLettered);
+        self.metrics.dead_letter(self.flow.as_str(), class);
         self.ack(delivery).await;
     }
 
@@ -145,7 +162,10 @@ impl Settler {
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
         self.record(&mut table, known, "transient", message, http_status);
         headers::set_int(&mut table, headers::RETRY_COUNT, count + 1);
-        self.delay(delivery, tier, table, known).await;
+        if self.delay(delivery, tier, table, known).await {
+            self.count(known, Outcome::Retried);
+            self.metrics.retry(self.flow.as_str(), tier);
+        }
     }
 
     /// Parks `delivery` in the first delay tier without counting a retry: its organization's
@@ -153,15 +173,24 @@ impl Settler {
     pub async fn defer(&self, delivery: &Delivery, known: &Known) {
         let tiers = self.settings.topology.tiers();
         let Some(tier) = tiers.first().copied() else {
-            return self.requeue(delivery, &"no retry tier configured").await;
+            return self.requeue(delivery, known, &"no retry tier configured").await;
         };
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
         let deferred = headers::get_int(Some(&table), DEFERRED_COUNT).unwrap_or(0);
         headers::set_int(&mut table, DEFERRED_COUNT, deferred + 1);
-        self.delay(delivery, tier, table, known).await;
+        if self.delay(delivery, tier, table, known).await {
+            self.count(known, Outcome::Deferred);
+        }
     }
 
-    async fn delay(&self, delivery: &Delivery, tier: std::time::Duration, table: FieldTable, known: &Known) {
+    /// Republishes to a retry tier, then acks; false when it went back to the queue instead.
+    async fn delay(
+        &self,
+        delivery: &Delivery,
+        tier: std::time::Duration,
+        table: FieldTable,
+        known: &Known,
+    ) -> bool {
         let outgoing = Outgoing {
             exchange: String::new(),
             routing_key: self.settings.topology.retry_queue(self.flow, tier),
@@ -178,8 +207,12 @@ impl Settler {
                     "retry scheduled"
                 );
                 self.ack(delivery).await;
+                true
             }
-            Err(error) => self.requeue(delivery, &error).await,
+            Err(error) => {
+                self.requeue(delivery, known, &error).await;
+                false
+            }
         }
     }
 
@@ -266,7 +299,8 @@ impl Settler {
         }
     }
 
-    async fn requeue(&self, delivery: &Delivery, error: &(dyn std::fmt::Display + Sync)) {
+    async fn requeue(&self, delivery: &Delivery, known: &Known, error: &(dyn std::fmt::Display + Sync)) {
+        self.count(known, Outcome::Requeued);
         tracing::warn!(flow = %self.flow, %error, "republish failed; returning the message to its queue");
         let options = BasicNackOptions {
             requeue: true,

@@ -54,6 +54,17 @@ fn retry_after_text(retry_after: &Option<Duration>) -> String {
 }
 
 impl CallError {
+    /// The `status` label of the TIXnGO response metrics: the HTTP status, or what failed.
+    pub fn metric_label(&self) -> String {
+        match self {
+            CallError::Connect(_) => "connect".to_owned(),
+            CallError::Timeout(_) => "timeout".to_owned(),
+            CallError::RateLimited { .. } => "429".to_owned(),
+            CallError::Status { status, .. } | CallError::Protocol { status, .. } => status.to_string(),
+            CallError::Transport(_) => "transport".to_owned(),
+        }
+    }
+
     /// Transient or permanent, per docs/tixngo-api.md.
     pub fn class(&self) -> ErrorClass {
         match self {

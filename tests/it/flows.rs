@@ -327,7 +327,7 @@ async fn many_tickets_two_bridges_none_lost_none_doubled() {
     // A second bridge on the same queues: competing consumers.
     let second = tokio::spawn(tixngo_bridge::app::run(
         app.settings.clone(),
-        vec![Flow::Inject],
+        vec![tixngo_bridge::app::Part::Flow(Flow::Inject)],
         tokio_util::sync::CancellationToken::new(),
     ));
     let n = 1000;
@@ -409,7 +409,7 @@ async fn graceful_stop_mid_stream_then_restart_loses_nothing() {
     let restarted = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(tixngo_bridge::app::run(
         app.settings.clone(),
-        vec![Flow::Inject],
+        vec![tixngo_bridge::app::Part::Flow(Flow::Inject)],
         restarted.clone(),
     ));
     eventually("every ticket injected once", || {

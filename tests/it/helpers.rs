@@ -12,6 +12,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
+use tixngo_bridge::app::Part;
 use tixngo_bridge::broker::Topology;
 use tixngo_bridge::config::{self, Settings};
 use tixngo_bridge::flows::Flow;
@@ -174,16 +175,18 @@ pub fn test_settings(broker: &TestBroker, sim: &RunningSim, extra: &str) -> Sett
 
 /// The TOML behind [`test_settings`], for tests that start the real binary.
 pub fn test_settings_toml(broker: &TestBroker, sim: &RunningSim, extra: &str) -> String {
-    let mut text = format!(
-        r#"
-{extra}
-[amqp]
-url = "{url}"
-reconnect_min_delay = "50ms"
-reconnect_max_delay = "500ms"
-"#,
-        url = broker.amqp_url
-    );
+    let url = &broker.amqp_url;
+    // A test may tune [amqp]; the URL is always this test's vhost.
+    let mut text = if extra.contains("[amqp]") {
+        extra.replacen("[amqp]", &format!("[amqp]\nurl = \"{url}\""), 1)
+    } else {
+        format!(
+            "{extra}\n[amqp]\nurl = \"{url}\"\nreconnect_min_delay = \"50ms\"\nreconnect_max_delay = \"500ms\"\n"
+        )
+    };
+    if !extra.contains("[http]") {
+        text.push_str("[http]\nlisten = \"127.0.0.1:0\"\n");
+    }
     if !extra.contains("[topology]") {
         text.push_str("[topology]\nretry_tiers = [\"300ms\", \"600ms\"]\n");
     }
@@ -215,6 +218,10 @@ pub struct TestApp {
     pub sim: RunningSim,
     pub settings: Settings,
     pub channel: Channel,
+    /// Where /metrics, /healthz and /readyz answer.
+    pub http_address: Option<std::net::SocketAddr>,
+    /// The running bridge's shared state (metrics, health).
+    pub context: tixngo_bridge::context::Context,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), tixngo_bridge::app::AppError>>>,
     _connection: Connection,
@@ -228,6 +235,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &str, flows: &[Flow]) -> TestApp {
+    spawn_app_parts(extra, flows.iter().copied().map(Part::Flow).collect()).await
+}
+
+/// The bridge running `parts` (flows, poller, notifier), configured with `extra` TOML.
+pub async fn spawn_app_parts(extra: &str, parts: Vec<Part>) -> TestApp {
     let broker = TestBroker::new().await;
     let sim = spawn_sim().await;
     let settings = test_settings(&broker, &sim, extra);
@@ -270,16 +282,19 @@ pub async fn spawn_app_with(extra: &str, flows: &[Flow]) -> TestApp {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(tixngo_bridge::app::run(
-        settings.clone(),
-        flows.to_vec(),
-        shutdown.clone(),
-    ));
+    let running = tixngo_bridge::app::start(settings.clone(), parts, shutdown.clone())
+        .await
+        .unwrap();
+    let http_address = running.http_address;
+    let context = running.context.clone();
+    let task = tokio::spawn(running.wait());
     TestApp {
         broker,
         sim,
         settings,
         channel,
+        http_address,
+        context,
         shutdown,
         task: Some(task),
         _connection: connection,
@@ -480,6 +495,22 @@ pub fn control_message(org: &str, ticket_id: &str) -> Value {
 }
 
 /// Polls `check` until it holds, or fails after [`TIMEOUT`].
+/// Like [`eventually`] for checks that need to await.
+pub async fn eventually_async<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while !check() {
@@ -489,4 +520,115 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A real SMTP server process (scripts/smtp-sink.py on aiosmtpd) storing every accepted
+/// message as an .eml file; killed when dropped.
+pub struct SmtpSink {
+    pub port: u16,
+    pub maildir: tempfile::TempDir,
+    _process: tokio::process::Child,
+}
+
+impl SmtpSink {
+    /// Starts a sink on a free port (`port` 0) or a given one; `reject` answers 451 to every
+    /// message.
+    pub async fn start(port: u16, reject: bool) -> Self {
+        Self::start_in(port, reject, tempfile::tempdir().unwrap()).await
+    }
+
+    pub async fn start_in(port: u16, reject: bool, maildir: tempfile::TempDir) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let python = std::env::var("SMTP_SERVER_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let script = std::env::var("SMTP_SINK_SCRIPT")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp-sink.py").into());
+        let mut command = tokio::process::Command::new(python);
+        command
+            .arg(script)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--maildir"])
+            .arg(maildir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if reject {
+            command.arg("--reject");
+        }
+        let mut process = command
+            .spawn()
+            .expect("start scripts/smtp-sink.py (python3-aiosmtpd)");
+        let stdout = process.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("SMTP sink did not start")
+            .unwrap()
+            .expect("SMTP sink exited");
+        let port = line.strip_prefix("READY ").unwrap().trim().parse().unwrap();
+        Self {
+            port,
+            maildir,
+            _process: process,
+        }
+    }
+
+    /// Every accepted message, raw.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(self.maildir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| quoted_printable_decoded(&String::from_utf8_lossy(&std::fs::read(p).unwrap())))
+            .collect()
+    }
+
+    /// The [notifier] configuration pointing at this sink.
+    pub fn notifier_toml(&self, window: &str) -> String {
+        smtp_toml(self.port, window)
+    }
+}
+
+/// [notifier] configuration for an SMTP server on 127.0.0.1:`port`.
+pub fn smtp_toml(port: u16, window: &str) -> String {
+    format!(
+        "[notifier]\nwindow = \"{window}\"\nfallback_emails = [\"fallback@ops.example\"]\nretry_min_delay = \"200ms\"\nretry_max_delay = \"1s\"\n[notifier.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"TIXnGO bridge <bridge@bridge.example>\"\ntimeout = \"5s\"\n"
+    )
+}
+
+/// A free TCP port on 127.0.0.1 (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The message with quoted-printable soft line breaks and `=XX` escapes undone, so tests can
+/// search the bodies as written (headers are left as they are).
+fn quoted_printable_decoded(raw: &str) -> String {
+    let Some((headers, body)) = raw.split_once("\r\n\r\n") else {
+        return raw.to_owned();
+    };
+    let body = body.replace("=\r\n", "");
+    let bytes = body.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && body.is_char_boundary(i + 3)
+            && let Ok(byte) = u8::from_str_radix(&body[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    format!("{headers}\r\n\r\n{}", String::from_utf8_lossy(&out))
 }
