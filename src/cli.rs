@@ -63,6 +63,17 @@ pub enum Command {
     /// Declare or export the RabbitMQ topology (exchanges, queues, bindings).
     #[command(subcommand)]
     Topology(TopologyCommand),
+    /// Publish a realistic mix of S-360 messages to the configured broker: every product kind
+    /// per organization, a control, a cancellation and a few broken messages.
+    Demo {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Publish the mix and exit, leaving the work to running bridges. Required: it is the
+        /// only mode so far (a self-contained demo with its own bridge, simulator and SMTP sink
+        /// is planned, see README).
+        #[arg(long, required = true)]
+        publish_only: bool,
+    },
     /// Run the built-in TIXnGO simulator (for tests, demos and benchmarks).
     Sim(crate::sim::SimArgs),
     /// Print the exact TIXnGO ticket the bridge would send for an injection message (built-in
@@ -155,11 +166,39 @@ pub async fn run(cli: Cli) -> ExitCode {
             organization,
             message,
         } => render(&config, &organization, &message),
+        Command::Demo { config, .. } => demo(&config).await,
         Command::Sim(args) => report(
             crate::sim::serve(args, async move { shutdown.cancelled().await })
                 .await
                 .map_err(crate::app::AppError::Other),
         ),
+    }
+}
+
+async fn demo(args: &ConfigArg) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    match crate::demo::publish_mix(&settings).await {
+        Ok(published) => {
+            println!(
+                "published (run {}), every message confirmed by the broker:",
+                published.run
+            );
+            for (routing_key, count) in &published.by_routing_key {
+                println!("  {routing_key:<16} {count}");
+            }
+            println!(
+                "  of which {} broken on purpose: expect them as invalid-message dead letters and e-mails",
+                published.broken
+            );
+            ExitCode::from(EXIT_OK)
+        }
+        Err(error) => {
+            eprintln!("error: {}", crate::telemetry::chain(&error));
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
     }
 }
 

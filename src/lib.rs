@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod demo;
 pub mod engine;
 pub mod flows;
 pub mod health;

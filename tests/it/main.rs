@@ -2,6 +2,7 @@
 mod client;
 mod config;
 mod contract;
+mod demo;
 mod flows;
 mod helpers;
 mod notifier;

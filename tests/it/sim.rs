@@ -712,9 +712,9 @@ async fn latency_delays_answers() {
     assert_eq!(api.get("/L-1").await.0, StatusCode::NOT_FOUND);
     let elapsed = t.elapsed();
     assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
-    let t = Instant::now();
+    // The other tenant is not delayed: shown by the fault counter, not by a timer (a loaded
+    // machine would make an upper time bound flaky).
     Api::new(&running, "beta", BETA_KEY).get("/L-1").await;
-    assert!(t.elapsed() < Duration::from_millis(150));
     assert_eq!(running.sim.stats().faults_injected.latency, 1);
 }
 
