@@ -5,6 +5,7 @@ pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod engine;
 pub mod flows;
 pub mod messages;
