@@ -240,7 +240,11 @@ impl Session {
             publisher: &publisher,
             pacer,
         };
-        self.apply(filter, options.limit, act, progress, shutdown).await
+        let outcome = self.apply(filter, options.limit, act, progress, shutdown).await;
+        // Closed here rather than dropped: a channel dropped while the connection closes makes
+        // lapin abandon the connection.close handshake (and log an error).
+        let _ = publisher.channel().close(200, "replay done".into()).await;
+        outcome
     }
 
     /// Deletes matching messages (acks them), at most `limit`.
