@@ -435,8 +435,8 @@ async fn list_counts_by_flow_organization_class_and_status_and_leaves_every_mess
         assert_eq!(held, seeded + u32::from(flow == Flow::Control), "{flow}");
     }
     assert_eq!(app.sim.sim.ticket_ids("GLOBEX").len(), 0);
-    // Each read returned the messages to their queue, which the quorum queue counts (the
-    // third read here).
+    // Each read returns the messages to their queue, which the quorum queue may count
+    // (RabbitMQ 3.x-4.2 do; see src/dlq/mod.rs): reported, not asserted.
     let after = config.json(&["list"]).await;
     assert_eq!(after["total"], total);
     println!(
