@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod demo;
+pub mod dlq;
 pub mod engine;
 pub mod flows;
 pub mod health;

@@ -3,6 +3,7 @@ mod client;
 mod config;
 mod contract;
 mod demo;
+mod dlq;
 mod flows;
 mod helpers;
 mod notifier;

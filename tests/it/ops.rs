@@ -36,9 +36,8 @@ async fn health_readiness_and_metrics_reflect_the_running_bridge() {
     app.publish(Flow::Inject, &bad).await;
     app.event_for("inject.dead-lettered", "M-2").await;
 
-    let (status, metrics) = get(&app, "/metrics").await;
-    assert_eq!(status, 200);
-    for expected in [
+    // The outcome event is published before the message is acked and counted: poll.
+    let expected = [
         r#"tixngo_bridge_messages_total{flow="inject",organization="ACME",outcome="succeeded"} 1"#,
         r#"tixngo_bridge_messages_total{flow="inject",organization="ACME",outcome="dead_lettered"} 1"#,
         r#"tixngo_bridge_dead_letters_total{flow="inject",class="invalid-message"} 1"#,
@@ -46,8 +45,19 @@ async fn health_readiness_and_metrics_reflect_the_running_bridge() {
         r#"tixngo_bridge_tixngo_call_duration_seconds_count{organization="ACME",call="inject"} 1"#,
         r#"tixngo_bridge_in_flight{flow="inject"} 0"#,
         r#"tixngo_bridge_breaker_state{organization="ACME"} 0"#,
-    ] {
-        assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
+    ];
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        let (status, body) = get(&app, "/metrics").await;
+        assert_eq!(status, 200);
+        metrics = body;
+        if expected.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for line in expected {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
     for (_, key) in ORGS {
         assert!(!metrics.contains(key), "an API key leaked into /metrics");

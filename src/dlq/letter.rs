@@ -1,0 +1,356 @@
+//! One dead letter as an operator sees it: what failed, when and why, read from its failure
+//! headers, with fallbacks for messages that lack them (dead-lettered by the broker itself, or
+//! written by something else than the bridge).
+
+use chrono::{DateTime, TimeZone, Utc};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Value, json};
+
+use super::filter::Source;
+use crate::broker::headers::{self, get_int, get_str};
+use crate::flows::Flow;
+
+/// Header the quorum queue adds to a message it delivers again: how often it was returned.
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
+/// The broker's own dead-lettering history (most recent first).
+pub const X_DEATH: &str = "x-death";
+/// Reason of the first broker dead-lettering.
+pub const X_FIRST_DEATH_REASON: &str = "x-first-death-reason";
+/// The class given to messages the broker dead-lettered for exceeding the work queue's
+/// delivery limit (they carry no `x-error-class`).
+pub const DELIVERY_LIMIT: &str = "delivery-limit";
+
+/// A dead letter read from a dlq or parked queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Queue it was read from: the operator may need to look at it with other tools.
+    pub queue: String,
+    /// dlq or parked: tells fresh dead letters from already-notified ones.
+    pub source: Source,
+    /// Its flow, which decides the work queue it is replayed to: `x-flow`, or the queue's.
+    pub flow: Flow,
+    /// `x-organization`, else the body's `organization`; `None` when neither says.
+    pub organization: Option<String>,
+    /// `x-ticket-id`, else the body's `ticket_id`.
+    pub ticket_id: Option<String>,
+    /// `x-error-class`, else derived from the broker's `x-death`, else `unknown`.
+    pub error_class: String,
+    /// TIXnGO's status code, when the failure had one: groups refusals by cause.
+    pub http_status: Option<i64>,
+    /// The failure's reason in words.
+    pub error_message: Option<String>,
+    /// Delayed-retry tiers used before it was dead-lettered.
+    pub retry_count: Option<i64>,
+    /// How often an operator replayed it already: a message replayed many times needs a fix,
+    /// not another replay.
+    pub replay_count: Option<i64>,
+    /// How often the queue returned it unacknowledged (`x-delivery-count`), which reading with
+    /// `list`/`show` also raises; see the module documentation.
+    pub delivery_count: Option<i64>,
+    /// `x-first-failure-at` as written (RFC 3339).
+    pub first_failure_at: Option<String>,
+    /// `x-last-failure-at` as written (RFC 3339).
+    pub last_failure_at: Option<String>,
+    /// When it last failed, for `--since`/`--until`: `x-last-failure-at`, or for a message the
+    /// broker dead-lettered, the time of that dead-lettering.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// S-360's message id, for tracing a message across systems.
+    pub message_id: Option<String>,
+    /// All properties and headers, as replay must carry them.
+    pub properties: BasicProperties,
+    /// The body exactly as S-360 sent it.
+    pub body: Vec<u8>,
+}
+
+impl DeadLetter {
+    /// Reads a message delivered from `queue`, which belongs to `queue_flow`. Never fails: what
+    /// cannot be read is `None` or `unknown`.
+    pub fn read(
+        queue: &str,
+        source: Source,
+        queue_flow: Flow,
+        properties: &BasicProperties,
+        body: &[u8],
+    ) -> Self {
+        let table = properties.headers().as_ref();
+        let from_body = BodyIdentity::read(body);
+        let flow = get_str(table, headers::FLOW)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(queue_flow);
+        let organization = get_str(table, headers::ORGANIZATION).or(from_body.organization);
+        let ticket_id = get_str(table, headers::TICKET_ID).or(from_body.ticket_id);
+        let last_failure_at = get_str(table, headers::LAST_FAILURE_AT);
+        let bridge_class = get_str(table, headers::ERROR_CLASS);
+        let death = latest_death(table);
+        let (error_class, failed_at) = classify(bridge_class, death, table, last_failure_at.as_deref());
+        Self {
+            queue: queue.to_owned(),
+            source,
+            flow,
+            organization,
+            ticket_id,
+            error_class,
+            http_status: get_int(table, headers::HTTP_STATUS),
+            error_message: get_str(table, headers::ERROR_MESSAGE),
+            retry_count: get_int(table, headers::RETRY_COUNT),
+            replay_count: get_int(table, headers::REPLAY_COUNT),
+            delivery_count: get_int(table, DELIVERY_COUNT),
+            first_failure_at: get_str(table, headers::FIRST_FAILURE_AT),
+            last_failure_at,
+            failed_at,
+            message_id: properties.message_id().as_ref().map(|m| m.as_str().to_owned()),
+            properties: properties.clone(),
+            body: body.to_vec(),
+        }
+    }
+
+    /// Every field as JSON, headers and body included (`dlq show --json`).
+    pub fn to_json(&self) -> Value {
+        let headers: serde_json::Map<String, Value> = self
+            .properties
+            .headers()
+            .as_ref()
+            .map(|t| {
+                t.inner()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), amqp_to_json(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "queue": self.queue,
+            "source": self.source.as_str(),
+            "flow": self.flow.as_str(),
+            "organization": self.organization,
+            "ticket_id": self.ticket_id,
+            "error_class": self.error_class,
+            "http_status": self.http_status,
+            "error_message": self.error_message,
+            "retry_count": self.retry_count,
+            "replay_count": self.replay_count,
+            "delivery_count": self.delivery_count,
+            "first_failure_at": self.first_failure_at,
+            "last_failure_at": self.last_failure_at,
+            "failed_at": self.failed_at.map(headers::rfc3339),
+            "message_id": self.message_id,
+            "content_type": self.properties.content_type().as_ref().map(|c| c.as_str()),
+            "correlation_id": self.properties.correlation_id().as_ref().map(|c| c.as_str()),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&self.body),
+        })
+    }
+}
+
+/// The error class and failure time. The bridge's own class wins, except `transient`: a message
+/// carrying it was between retries when the broker dead-lettered it (its worker kept crashing),
+/// so the broker's reason is the real one.
+fn classify(
+    bridge_class: Option<String>,
+    death: Option<Death>,
+    table: Option<&FieldTable>,
+    last_failure_at: Option<&str>,
+) -> (String, Option<DateTime<Utc>>) {
+    let parsed_last = last_failure_at
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    match bridge_class {
+        Some(class) if class != "transient" => (class, parsed_last),
+        bridge_class => {
+            let reason = death
+                .as_ref()
+                .and_then(|d| d.reason.clone())
+                .or_else(|| get_str(table, X_FIRST_DEATH_REASON));
+            match reason {
+                Some(reason) => (broker_class(&reason), death.and_then(|d| d.time).or(parsed_last)),
+                None => (bridge_class.unwrap_or_else(|| "unknown".to_owned()), parsed_last),
+            }
+        }
+    }
+}
+
+/// `delivery_limit` → `delivery-limit`; other broker reasons (`expired`, `maxlen`, `rejected`)
+/// get a `broker-` prefix so that `rejected` is not mistaken for TIXnGO's refusal.
+fn broker_class(reason: &str) -> String {
+    if reason == "delivery_limit" {
+        DELIVERY_LIMIT.to_owned()
+    } else {
+        format!("broker-{}", reason.replace('_', "-"))
+    }
+}
+
+/// The most recent entry of `x-death`.
+struct Death {
+    /// `delivery_limit`, `expired`, `rejected`, `maxlen`.
+    reason: Option<String>,
+    /// When the broker dead-lettered it.
+    time: Option<DateTime<Utc>>,
+}
+
+fn latest_death(table: Option<&FieldTable>) -> Option<Death> {
+    let AMQPValue::FieldArray(entries) = table?.inner().get(X_DEATH)? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(entry) = entries.as_slice().first()? else {
+        return None;
+    };
+    let time = match entry.inner().get("time") {
+        Some(AMQPValue::Timestamp(seconds)) => i64::try_from(*seconds)
+            .ok()
+            .and_then(|s| Utc.timestamp_opt(s, 0).single()),
+        _ => None,
+    };
+    Some(Death {
+        reason: get_str(Some(entry), "reason"),
+        time,
+    })
+}
+
+/// The identity fields of a body, for messages whose headers do not name them.
+#[derive(Default, serde::Deserialize)]
+struct BodyIdentity {
+    /// Every S-360 message names its organization.
+    #[serde(default, deserialize_with = "string_only")]
+    organization: Option<String>,
+    /// ... and its ticket.
+    #[serde(default, deserialize_with = "string_only")]
+    ticket_id: Option<String>,
+}
+
+impl BodyIdentity {
+    fn read(body: &[u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// A string, or `None` for any other JSON value (a broken message must not hide the other field).
+fn string_only<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value: Value = serde::Deserialize::deserialize(deserializer)?;
+    Ok(match value {
+        Value::String(s) => Some(headers::truncate(&s, headers::MAX_VALUE_BYTES)),
+        _ => None,
+    })
+}
+
+/// A header value as JSON; timestamps become RFC 3339, byte arrays lossy text.
+pub fn amqp_to_json(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::Boolean(b) => json!(b),
+        AMQPValue::ShortShortInt(v) => json!(v),
+        AMQPValue::ShortShortUInt(v) => json!(v),
+        AMQPValue::ShortInt(v) => json!(v),
+        AMQPValue::ShortUInt(v) => json!(v),
+        AMQPValue::LongInt(v) => json!(v),
+        AMQPValue::LongUInt(v) => json!(v),
+        AMQPValue::LongLongInt(v) => json!(v),
+        AMQPValue::Float(v) => json!(v),
+        AMQPValue::Double(v) => json!(v),
+        AMQPValue::DecimalValue(d) => json!(format!("{}e-{}", d.value, d.scale)),
+        AMQPValue::ShortString(s) => json!(s.as_str()),
+        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(amqp_to_json).collect()),
+        AMQPValue::Timestamp(t) => i64::try_from(*t)
+            .ok()
+            .and_then(|s| Utc.timestamp_opt(s, 0).single())
+            .map(|t| json!(headers::rfc3339(t)))
+            .unwrap_or_else(|| json!(t)),
+        AMQPValue::FieldTable(t) => Value::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.to_string(), amqp_to_json(v)))
+                .collect(),
+        ),
+        AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
+        AMQPValue::Void => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::{FieldArray, LongString, ShortString};
+
+    use super::*;
+
+    fn props(headers: &[(&str, AMQPValue)]) -> BasicProperties {
+        let mut table = FieldTable::default();
+        for (k, v) in headers {
+            table.insert(ShortString::from(*k), v.clone());
+        }
+        BasicProperties::default().with_headers(table)
+    }
+
+    fn s(text: &str) -> AMQPValue {
+        AMQPValue::LongString(LongString::from(text))
+    }
+
+    #[test]
+    fn missing_headers_read_as_unknown_without_failing() {
+        let letter = DeadLetter::read(
+            "tixngo.cancel.parked",
+            Source::Parked,
+            Flow::Cancel,
+            &BasicProperties::default(),
+            &[0xff, 0x00],
+        );
+        assert_eq!(letter.flow, Flow::Cancel);
+        assert_eq!(letter.organization, None);
+        assert_eq!(letter.error_class, "unknown");
+        assert_eq!(letter.failed_at, None);
+        assert_eq!(letter.to_json()["organization"], Value::Null);
+    }
+
+    #[test]
+    fn broker_dead_letters_get_their_class_from_x_death_and_identity_from_the_body() {
+        let death = FieldTable::from(
+            [
+                (ShortString::from("reason"), s("delivery_limit")),
+                (ShortString::from("queue"), s("tixngo.inject")),
+                (ShortString::from("time"), AMQPValue::Timestamp(1_800_000_000)),
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        );
+        let properties = props(&[
+            (
+                X_DEATH,
+                AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+            ),
+            (headers::ERROR_CLASS, s("transient")),
+            (headers::LAST_FAILURE_AT, s("2020-01-01T00:00:00Z")),
+        ]);
+        let letter = DeadLetter::read(
+            "tixngo.inject.dlq",
+            Source::Dlq,
+            Flow::Inject,
+            &properties,
+            br#"{"organization":"ACME","ticket_id":"T-1","product":{}}"#,
+        );
+        assert_eq!(letter.error_class, DELIVERY_LIMIT);
+        assert_eq!(letter.organization.as_deref(), Some("ACME"));
+        assert_eq!(letter.ticket_id.as_deref(), Some("T-1"));
+        assert_eq!(letter.failed_at.map(|t| t.timestamp()), Some(1_800_000_000));
+    }
+
+    #[test]
+    fn the_bridge_headers_win_and_x_flow_overrides_the_queue() {
+        let properties = props(&[
+            (headers::ERROR_CLASS, s("rejected")),
+            (headers::ORGANIZATION, s("GLOBEX")),
+            (headers::HTTP_STATUS, AMQPValue::LongLongInt(409)),
+            (headers::FLOW, s("control")),
+            (X_FIRST_DEATH_REASON, s("expired")),
+        ]);
+        let letter = DeadLetter::read(
+            "tixngo.inject.parked",
+            Source::Parked,
+            Flow::Inject,
+            &properties,
+            br#"{"organization":"ACME","ticket_id":7}"#,
+        );
+        assert_eq!(letter.error_class, "rejected");
+        assert_eq!(letter.organization.as_deref(), Some("GLOBEX"));
+        assert_eq!(letter.ticket_id, None);
+        assert_eq!(letter.http_status, Some(409));
+        assert_eq!(letter.flow, Flow::Control);
+    }
+}
