@@ -17,6 +17,7 @@ WORKDIR /build
 # Linux, so no cmake, OpenSSL or pkg-config is needed.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY schemas/examples ./schemas/examples
 # Cache mounts keep the crate downloads and compiled dependencies between builds without a
 # dummy-main layer trick (whose copied-in sources can look older than the cached build and be
 # skipped). target/ lives only in the cache, so the binary is copied out in the same step.

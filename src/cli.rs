@@ -64,6 +64,19 @@ pub enum Command {
     /// Declare or export the RabbitMQ topology (exchanges, queues, bindings).
     #[command(subcommand)]
     Topology(TopologyCommand),
+    /// Ask TIXnGO for one ticket's status now, as the status flow would (no RabbitMQ needed).
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// S-360 organization whose interface to use.
+        #[arg(long)]
+        organization: String,
+        /// Print the answer as JSON (the status flow's reply format).
+        #[arg(long)]
+        json: bool,
+        /// The ticket id.
+        ticket_id: String,
+    },
     /// Publish a realistic mix of S-360 messages to the configured broker: every product kind
     /// per organization, a control, a cancellation and a few broken messages.
     Demo {
@@ -289,6 +302,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             message,
         } => render(&config, &organization, &message),
         Command::Demo { config, .. } => demo(&config).await,
+        Command::Status {
+            config,
+            organization,
+            json,
+            ticket_id,
+        } => status(&config, &organization, &ticket_id, json).await,
         Command::Dlq(command) => crate::dlq::run(command, shutdown).await,
         Command::Sim(args) => report(
             crate::sim::serve(args, async move { shutdown.cancelled().await })
@@ -296,6 +315,55 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .map_err(crate::app::AppError::Other),
         ),
     }
+}
+
+/// Exit code of `status` for a ticket TIXnGO does not know.
+pub const EXIT_NOT_FOUND: u8 = 1;
+
+async fn status(args: &ConfigArg, organization: &str, ticket_id: &str, json: bool) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let organizations = match crate::orgs::Organizations::new(&settings) {
+        Ok(organizations) => organizations,
+        Err(error) => {
+            eprintln!("error: {}", crate::telemetry::chain(&error));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(org) = organizations.get(organization) else {
+        eprintln!("error: no TIXnGO interface is configured for organization {organization:?}");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let state = match org.client.status(ticket_id).await {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("error: {}", crate::telemetry::chain(&error));
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    let reply = crate::flows::status::StatusReply {
+        organization: org.code().to_owned(),
+        ticket_id: ticket_id.to_owned(),
+        found: state.is_some(),
+        s360_status: state
+            .as_ref()
+            .map(|s| crate::tixngo::S360Status::from_tixngo(&s.status).as_str()),
+        tixngo_status: state.map(|s| s.status),
+        read_at: crate::broker::headers::rfc3339(chrono::Utc::now()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
+    } else if let (Some(tixngo), Some(s360)) = (&reply.tixngo_status, reply.s360_status) {
+        println!(
+            "{} {}: TIXnGO {tixngo} (S-360: {s360}), read at {}",
+            reply.organization, reply.ticket_id, reply.read_at
+        );
+    } else {
+        println!("{} {}: not known to TIXnGO", reply.organization, reply.ticket_id);
+    }
+    ExitCode::from(if reply.found { EXIT_OK } else { EXIT_NOT_FOUND })
 }
 
 async fn demo(args: &ConfigArg) -> ExitCode {

@@ -15,8 +15,9 @@ use crate::context::Context;
 /// How a session ended with an error.
 #[derive(Debug)]
 pub struct SessionFailure {
-    /// Whether it got as far as consuming. A part whose very first session never does stops with
-    /// [`EngineError::Unavailable`] (exit 69) instead of retrying forever against a wrong URL.
+    /// Whether it got as far as consuming. A part whose broker cannot be reached before any
+    /// session consumed stops with [`EngineError::Unavailable`] (exit 69) instead of retrying
+    /// forever against a wrong URL.
     pub connected: bool,
     /// Why it ended.
     pub error: BrokerError,
@@ -68,7 +69,15 @@ where
             // A session that got as far as consuming resets the back-off.
             delays = backoff(settings);
         }
-        if !ever_connected {
+        // Only a broker that cannot be reached at all stops the process at start-up (exit 69:
+        // a wrong URL or credentials should not retry forever). Anything after connecting (a
+        // declaration refused, a nacked publish on a queue still electing its leader) is
+        // retried like any later failure.
+        let unreachable = matches!(
+            failure.error,
+            BrokerError::Connect { .. } | BrokerError::Timeout { .. }
+        );
+        if !ever_connected && unreachable {
             return Err(EngineError::Unavailable {
                 part,
                 source: failure.error,

@@ -89,6 +89,31 @@ impl TestBroker {
             .unwrap()
     }
 
+    /// The name a client gave its connection (`client_properties.connection_name`), from the
+    /// broker's name for it (`127.0.0.1:PORT -> 127.0.0.1:5672`).
+    pub async fn client_connection_name(&self, broker_name: &str) -> String {
+        let (u, p) = credentials();
+        let encoded: String = url::form_urlencoded::byte_serialize(broker_name.as_bytes()).collect();
+        let connection: Value = self
+            .http
+            .get(format!(
+                "{}/api/connections/{}",
+                management(),
+                encoded.replace('+', "%20")
+            ))
+            .basic_auth(&u, Some(&p))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        connection["client_properties"]["connection_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Force-closes this vhost's connections whose name starts with `prefix`, as a broker
     /// restart or a network cut would. Returns how many were closed.
     pub async fn close_connections(&self, prefix: &str) -> usize {
