@@ -36,6 +36,7 @@ use crate::messages::TicketMessage;
 use crate::metrics::Metrics;
 use crate::orgs::{Organization, Organizations};
 use crate::tixngo::{CallError, ErrorClass, ItemOk, ItemResult};
+use breaker::BreakerState;
 use settle::{Known, Settler};
 use supervisor::SessionFailure;
 
@@ -452,6 +453,17 @@ async fn process_batch<H: FlowHandler>(
                 if organization.breaker.record_failure() {
                     metrics.breaker_transition(code, "open");
                     tracing::warn!(organization = code, "TIXnGO failing; circuit breaker opened");
+                }
+                if organization.breaker.state() != BreakerState::Closed {
+                    // This failure opened the breaker (or a probe failed): the outage is known,
+                    // so park the batch without counting a retry.
+                    settle_all(
+                        pending
+                            .iter()
+                            .map(|item| settler.defer(&item.delivery, &item.known)),
+                    )
+                    .await;
+                    return;
                 }
                 let retry_after = error.retry_after();
                 let failed: Vec<_> = pending

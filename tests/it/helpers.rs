@@ -190,15 +190,7 @@ impl Drop for TestBroker {
 
 pub const ORGS: [(&str, &str); 2] = [("ACME", "acme-secret-key-1"), ("GLOBEX", "globex-secret-key-2")];
 
-/// Settings for a test: its vhost, the simulator's interfaces, short retry tiers.
-pub fn test_settings(broker: &TestBroker, sim: &RunningSim, extra: &str) -> Settings {
-    config::from_toml(&test_settings_toml(broker, sim, extra))
-        .unwrap()
-        .validate_with(|_| None)
-        .unwrap()
-}
-
-/// The TOML behind [`test_settings`], for tests that start the real binary.
+/// A test's configuration: its vhost, the simulator's interfaces, short retry tiers, plus `extra`.
 pub fn test_settings_toml(broker: &TestBroker, sim: &RunningSim, extra: &str) -> String {
     let url = &broker.amqp_url;
     // A test may tune [amqp]; the URL is always this test's vhost.
@@ -265,9 +257,18 @@ pub async fn spawn_app_with(extra: &str, flows: &[Flow]) -> TestApp {
 
 /// The bridge running `parts` (flows, poller, notifier), configured with `extra` TOML.
 pub async fn spawn_app_parts(extra: &str, parts: Vec<Part>) -> TestApp {
+    spawn_app_edited(extra, parts, |toml| toml).await
+}
+
+/// Like [`spawn_app_parts`], with the generated TOML passed through `edit` first (e.g. to give
+/// one interface a template).
+pub async fn spawn_app_edited(extra: &str, parts: Vec<Part>, edit: impl Fn(String) -> String) -> TestApp {
     let broker = TestBroker::new().await;
     let sim = spawn_sim().await;
-    let settings = test_settings(&broker, &sim, extra);
+    let settings = config::from_toml(&edit(test_settings_toml(&broker, &sim, extra)))
+        .unwrap()
+        .validate_with(|_| None)
+        .unwrap();
     let connection = broker.connect().await;
     let channel = connection.create_channel().await.unwrap();
     channel

@@ -9,6 +9,7 @@ mod helpers;
 mod notifier;
 mod ops;
 mod poller;
+mod resilience;
 mod schemas;
 mod sim;
 mod templates;

@@ -3,6 +3,7 @@
 use serde_json::json;
 use tixngo_bridge::app::Part;
 use tixngo_bridge::flows::Flow;
+use tixngo_bridge::sim::Status;
 
 use crate::helpers::*;
 
@@ -120,4 +121,112 @@ async fn while_smtp_is_down_dead_letters_stay_in_the_dlq_and_go_out_once_it_is_b
     }
     assert!(emails[0].contains("To: ops@globex.example"));
     app.stop().await.unwrap();
+}
+
+/// Issue 7's done-when: a TIXnGO validation failure for ACME gives one e-mail naming the ticket
+/// and the replay command; once the cause (a broken template) is fixed, `dlq replay --flow inject
+/// --organization ACME` delivers it, `dlq list` shows nothing left for ACME, and GLOBEX's parked
+/// message is untouched.
+#[tokio::test]
+async fn validation_failure_is_mailed_then_replayed_after_the_fix_leaving_other_organizations() {
+    let sink = SmtpSink::start(0, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/templates/example.json.j2"
+    ))
+    .unwrap();
+    // The mistake: TIXnGO wants MATCH, not match (the bridge's own checks cannot know).
+    let broken = good.replace("{{ product.kind | upper }}", "{{ product.kind }}");
+    assert_ne!(broken, good);
+    let template = dir.path().join("acme.json.j2");
+    std::fs::write(&template, &broken).unwrap();
+    let with_template = |toml: String| {
+        toml.replacen(
+            "organization = \"ACME\"\nkind = \"tixngo\"",
+            &format!(
+                "organization = \"ACME\"\nkind = \"tixngo_with_template\"\ntemplate = \"{}\"",
+                template.display()
+            ),
+            1,
+        )
+    };
+    let extra = sink.notifier_toml("1s");
+    let mut app = spawn_app_edited(&extra, parts(), with_template).await;
+    app.publish(Flow::Inject, &match_ticket("ACME", "V-1")).await;
+    let event = app.event_for("inject.dead-lettered", "V-1").await;
+    assert_eq!(event["error_class"], "rejected");
+    let mut bad = match_ticket("GLOBEX", "G-1");
+    bad["unexpected"] = json!(1);
+    app.publish(Flow::Inject, &bad).await;
+    let parked = app.settings.topology.parked(Flow::Inject);
+    eventually_async("both parked", || async { app.queue_len(&parked).await == 2 }).await;
+    let emails = sink.messages();
+    let acme: Vec<_> = emails
+        .iter()
+        .filter(|e| e.contains("To: ops@acme.example"))
+        .collect();
+    assert_eq!(acme.len(), 1, "one e-mail for ACME");
+    assert!(
+        acme[0].contains("V-1") && acme[0].contains("HTTP 422"),
+        "{}",
+        acme[0]
+    );
+    assert!(acme[0].contains("tixngo-bridge dlq replay --flow inject --organization ACME"));
+    app.stop().await.unwrap();
+
+    // The fix, then the replay the e-mail names, with the real binary.
+    std::fs::write(&template, &good).unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        with_template(test_settings_toml(&app.broker, &app.sim, &extra)),
+    )
+    .unwrap();
+    let settings = tixngo_bridge::config::load(&config).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tixngo_bridge::app::start(settings, vec![Part::Flow(Flow::Inject)], shutdown.clone())
+        .await
+        .unwrap();
+    let bridge = tokio::spawn(running.wait());
+    let bin = env!("CARGO_BIN_EXE_tixngo-bridge");
+    let replay = tokio::process::Command::new(bin)
+        .args([
+            "dlq",
+            "replay",
+            "--flow",
+            "inject",
+            "--organization",
+            "ACME",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    app.event_for("inject.succeeded", "V-1").await;
+    assert_eq!(
+        app.sim.sim.ticket("ACME", "V-1").unwrap().status,
+        Some(Status::Injected)
+    );
+    let list = tokio::process::Command::new(bin)
+        .args(["dlq", "list", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success());
+    assert!(!listed.contains("ACME"), "{listed}");
+    assert!(listed.contains("GLOBEX"), "{listed}");
+    let left = app.take(&parked).await;
+    assert_eq!(left.header("x-organization"), "GLOBEX");
+    assert_eq!(app.queue_len(&parked).await, 0);
+    shutdown.cancel();
+    bridge.await.unwrap().unwrap();
 }
