@@ -7,10 +7,28 @@ use tixngo_bridge::sim::Faults;
 
 use crate::helpers::*;
 
+fn reconnects(app: &TestApp) -> u64 {
+    let metrics = app.context.metrics.encode();
+    metrics
+        .lines()
+        .find(|l| l.starts_with(r#"tixngo_bridge_reconnects_total{role="inject"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Force-closes the bridge's connection until the bridge has noticed and reconnected once more
+/// (the management API lists connections with a delay, and may still list a closed one).
 async fn close_bridge_connections(app: &TestApp) {
-    // The management API lists a new connection after a few seconds.
-    while app.broker.close_connections("tixngo-bridge inject").await == 0 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = reconnects(app);
+    loop {
+        app.broker.close_connections("tixngo-bridge inject").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if reconnects(app) > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -95,5 +113,112 @@ async fn five_thousand_tickets_survive_three_connection_closes_and_a_30s_outage_
             "{metrics}"
         );
     }
+    app.stop().await.unwrap();
+}
+
+fn bridge_process(config: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+        .args(["run", "--flows", "inject", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM drains and exits 0; SIGKILL leaves its unacked messages to the broker, which
+/// redelivers them to the survivor: every ticket ends created exactly once, none dead-lettered.
+#[tokio::test]
+async fn sigterm_and_sigkill_mid_stream_lose_nothing_and_double_nothing() {
+    let app = spawn_app_with("", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    // Slow TIXnGO so the kills land while tickets are in flight.
+    std::fs::write(&config, test_settings_toml(&app.broker, &app.sim, "")).unwrap();
+    app.sim.sim.set_faults(
+        None,
+        Faults {
+            latency_ms: 20,
+            ..Faults::none()
+        },
+    );
+    let mut terminated = bridge_process(&config);
+    let mut killed = bridge_process(&config);
+    let survivor = bridge_process(&config);
+    let ids: Vec<String> = (0..1500).map(|i| format!("K-{i}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        app.publish(Flow::Inject, &match_ticket("ACME", id)).await;
+        if n == 500 {
+            killed.start_kill().unwrap();
+        }
+        if n == 1000 {
+            let pid = terminated.id().unwrap().to_string();
+            let status = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .await
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    let exit = tokio::time::timeout(TIMEOUT, terminated.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        exit.success(),
+        "SIGTERM ends with exit 0 after draining, got {exit:?}"
+    );
+    killed.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while app.sim.sim.ticket_ids("ACME").len() < ids.len() {
+        assert!(tokio::time::Instant::now() < deadline, "tickets missing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        let ticket = app.sim.sim.ticket("ACME", id).unwrap();
+        assert_eq!(ticket.side_effects.created, 1, "{id}");
+    }
+    assert_eq!(app.queue_len(&app.dlq(Flow::Inject)).await, 0);
+    drop(survivor);
+}
+
+/// One organization's TIXnGO down: the other's tickets keep flowing during the outage, and the
+/// first's all arrive after it, with zero dead letters.
+#[tokio::test]
+async fn an_outage_of_one_organization_leaves_the_other_flowing() {
+    let extra = "[topology]\nretry_tiers = [\"1s\", \"2s\"]\n[tixngo]\nbreaker_threshold = 2\nbreaker_open_for = \"500ms\"\n";
+    let mut app = spawn_app_with(extra, &[Flow::Inject]).await;
+    app.sim.sim.set_faults(
+        Some("ACME"),
+        Faults {
+            outage: true,
+            ..Faults::none()
+        },
+    );
+    for i in 0..50 {
+        app.publish(Flow::Inject, &match_ticket("ACME", &format!("A-{i}")))
+            .await;
+        app.publish(Flow::Inject, &match_ticket("GLOBEX", &format!("G-{i}")))
+            .await;
+    }
+    eventually("GLOBEX flows during ACME's outage", || {
+        app.sim.sim.ticket_ids("GLOBEX").len() == 50
+    })
+    .await;
+    assert!(app.sim.sim.ticket_ids("ACME").is_empty());
+    // Longer than the retry horizon (1 s + 2 s): the breaker parks rather than burns attempts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    app.sim.sim.clear_faults(Some("ACME"));
+    eventually("ACME drains after the outage", || {
+        app.sim.sim.ticket_ids("ACME").len() == 50
+    })
+    .await;
+    assert_eq!(
+        app.queue_len(&app.dlq(Flow::Inject)).await,
+        0,
+        "zero dead letters"
+    );
     app.stop().await.unwrap();
 }
