@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing};
 use crate::config::Settings;
@@ -380,17 +381,21 @@ impl<H: FlowHandler> Session<H> {
         let settler = settler.clone();
         let worker = self.settings.worker.clone();
         let metrics = self.metrics.clone();
-        tracker.spawn(async move {
-            process_batch(
-                handler.as_ref(),
-                &organization,
-                &settler,
-                &worker,
-                &metrics,
-                items,
-            )
-            .await;
-        });
+        let span = tracing::debug_span!("batch", flow = %H::FLOW, organization = org, size = items.len());
+        tracker.spawn(
+            async move {
+                process_batch(
+                    handler.as_ref(),
+                    &organization,
+                    &settler,
+                    &worker,
+                    &metrics,
+                    items,
+                )
+                .await;
+            }
+            .instrument(span),
+        );
     }
 }
 

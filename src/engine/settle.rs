@@ -9,6 +9,7 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::FieldTable;
+use tracing::Instrument;
 
 use crate::broker::headers::{self, Failure, FailureContext};
 use crate::broker::{ConfirmedPublisher, Outgoing};
@@ -68,6 +69,59 @@ impl Settler {
         }
     }
 
+    /// The span every log line about one message is recorded in.
+    fn span(&self, delivery: &Delivery, known: &Known) -> tracing::Span {
+        tracing::info_span!(
+            "message",
+            flow = %self.flow,
+            organization = known.organization.as_deref().unwrap_or("?"),
+            ticket_id = %known.ticket_id.as_deref().map(|t| headers::truncate(t, 128)).unwrap_or_else(|| "?".into()),
+            message_id = %delivery.properties.message_id().as_ref().map(|m| headers::truncate(m.as_str(), 128)).unwrap_or_else(|| "?".into()),
+        )
+    }
+
+    /// Publishes `events` (confirmed), then acks.
+    pub async fn succeed(&self, delivery: &Delivery, known: &Known, events: Vec<Outgoing>) {
+        self.succeed_inner(delivery, known, events)
+            .instrument(self.span(delivery, known))
+            .await
+    }
+
+    /// Dead-letters `delivery` with its failure headers, tells S-360, then acks.
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        known: &Known,
+        class: &str,
+        message: &str,
+        http_status: Option<u16>,
+    ) {
+        self.dead_letter_inner(delivery, known, class, message, http_status)
+            .instrument(self.span(delivery, known))
+            .await
+    }
+
+    /// Moves `delivery` to its next delayed-retry tier, or dead-letters it when none is left.
+    pub async fn retry_later(
+        &self,
+        delivery: &Delivery,
+        known: &Known,
+        message: &str,
+        http_status: Option<u16>,
+    ) {
+        self.retry_later_inner(delivery, known, message, http_status)
+            .instrument(self.span(delivery, known))
+            .await
+    }
+
+    /// Parks `delivery` in the first delay tier without counting a retry (its organization's
+    /// breaker is open).
+    pub async fn defer(&self, delivery: &Delivery, known: &Known) {
+        self.defer_inner(delivery, known)
+            .instrument(self.span(delivery, known))
+            .await
+    }
+
     fn count(&self, known: &Known, outcome: Outcome) {
         self.metrics
             .message(self.flow.as_str(), known.organization.as_deref(), outcome);
@@ -79,7 +133,7 @@ impl Settler {
     }
 
     /// Publishes `events` (confirmed), then acks.
-    pub async fn succeed(&self, delivery: &Delivery, known: &Known, events: Vec<Outgoing>) {
+    async fn succeed_inner(&self, delivery: &Delivery, known: &Known, events: Vec<Outgoing>) {
         for event in events {
             if let Err(error) = self.publisher.publish(event).await {
                 self.requeue(delivery, known, &error).await;
@@ -92,7 +146,7 @@ impl Settler {
     }
 
     /// Dead-letters `delivery` with its failure headers, tells S-360, then acks.
-    pub async fn dead_letter(
+    async fn dead_letter_inner(
         &self,
         delivery: &Delivery,
         known: &Known,
@@ -140,7 +194,7 @@ impl Settler {
     }
 
     /// Moves `delivery` to its next delayed-retry tier, or dead-letters it when none is left.
-    pub async fn retry_later(
+    async fn retry_later_inner(
         &self,
         delivery: &Delivery,
         known: &Known,
@@ -155,7 +209,7 @@ impl Settler {
                 "gave up after {} delayed retries; last error: {message}",
                 tiers.len()
             );
-            self.dead_letter(delivery, known, RETRIES_EXHAUSTED, &message, http_status)
+            self.dead_letter_inner(delivery, known, RETRIES_EXHAUSTED, &message, http_status)
                 .await;
             return;
         };
@@ -170,7 +224,7 @@ impl Settler {
 
     /// Parks `delivery` in the first delay tier without counting a retry: its organization's
     /// breaker is open, so the attempt would only burn a retry on a known outage.
-    pub async fn defer(&self, delivery: &Delivery, known: &Known) {
+    async fn defer_inner(&self, delivery: &Delivery, known: &Known) {
         let tiers = self.settings.topology.tiers();
         let Some(tier) = tiers.first().copied() else {
             return self.requeue(delivery, known, &"no retry tier configured").await;

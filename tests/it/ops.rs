@@ -93,3 +93,46 @@ async fn readyz_is_false_while_the_broker_connection_is_down_and_reconnects_are_
     app.event_for("inject.succeeded", "R-1").await;
     app.stop().await.unwrap();
 }
+
+/// `--log-format json`: one JSON object per line, and every line about a message carries the
+/// message's span (flow, organization, ticket id, message id).
+#[tokio::test]
+async fn json_logs_carry_the_message_span() {
+    use tokio::io::AsyncBufReadExt;
+    let app = spawn_app_with("", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, test_settings_toml(&app.broker, &app.sim, "")).unwrap();
+    let mut bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+        .args(["--log-format", "json", "run", "--flows", "inject", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut bad = match_ticket("ACME", "LOG-1");
+    bad["unexpected"] = serde_json::json!(true);
+    app.publish(Flow::Inject, &bad).await;
+    let mut lines = tokio::io::BufReader::new(bridge.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("bridge log ended");
+            let parsed: Value = serde_json::from_str(&line).expect("every log line is JSON");
+            if parsed["message"] == "dead-lettered" {
+                return parsed;
+            }
+        }
+    })
+    .await
+    .expect("a dead-lettered log line");
+    let span = &line["span"];
+    assert_eq!(span["name"], "message", "{line}");
+    assert_eq!(span["flow"], "inject", "{line}");
+    assert_eq!(span["organization"], "ACME", "{line}");
+    assert_eq!(span["ticket_id"], "LOG-1", "{line}");
+    assert!(
+        span["message_id"].as_str().is_some_and(|id| id.len() > 8),
+        "{line}"
+    );
+    bridge.start_kill().unwrap();
+}
