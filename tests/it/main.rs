@@ -6,6 +6,7 @@ mod demo;
 mod dlq;
 mod flows;
 mod helpers;
+mod hostile;
 mod notifier;
 mod ops;
 mod poller;
