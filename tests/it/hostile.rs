@@ -575,15 +575,142 @@ async fn crlf_and_html_rendered_by_a_template_stay_json_escaped() {
     assert_eq!(rendered["ticketId"], m["ticket_id"]);
 }
 
-/// A poison message: the bridge cannot settle it, crashes nothing, and would fail forever.
-/// Here a quorum queue's delivery limit bounds it and the broker dead-letters it to the DLQ.
+/// S-360 headers close to the frame size: the bridge adds its failure headers and still
+/// dead-letters the message (no connection killed by an oversized frame, no redelivery loop).
+#[tokio::test]
+async fn a_huge_header_table_is_still_dead_lettered() {
+    let mut app = spawn_app_with("", &[Flow::Inject]).await;
+    let mut table = FieldTable::default();
+    table.insert(
+        ShortString::from("x-s360-blob"),
+        AMQPValue::LongString(LongString::from("h".repeat(129_000))),
+    );
+    let mut bad = match_ticket("ACME", "BIG-HEADERS");
+    bad["unexpected"] = json!(1);
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_headers(table);
+    app.publish_props(Flow::Inject, &body(&bad), properties).await;
+    app.publish(Flow::Inject, &match_ticket("ACME", "AFTER-BIG"))
+        .await;
+    app.event_for("inject.succeeded", "AFTER-BIG").await;
+    let letter = app.take(&app.dlq(Flow::Inject)).await;
+    assert_eq!(letter.header("x-error-class"), "invalid-message");
+    assert_eq!(letter.header("x-s360-blob").as_str().map(str::len), Some(129_000));
+    app.stop().await.unwrap();
+}
+
+/// A poison message: one that crashes nothing but can never be settled, so it would come back
+/// forever. No message found here makes the bridge itself fail that way (it dead-letters every
+/// message it can read or not, and an oversized header table is republished fine), so a
+/// stand-in plays the broken consumer: it takes the message from the real work queue and gives
+/// it back, once with a nack and requeue (a worker that errors out) and once by closing its
+/// channel without an ack (a worker killed mid-message, as SIGKILL does). The work queue is the
+/// bridge's own quorum queue, declared by the bridge with `delivery_limit = 2`: after the limit
+/// the broker, not the consumer, dead-letters the message to the flow's DLQ, where the bridge's
+/// tools class it `delivery-limit`. A real bridge started afterwards still processes the queue.
 #[tokio::test]
 async fn poison_message_is_bounded_by_the_delivery_limit() {
-    let _ = (
-        Duration::ZERO,
-        FieldTable::default(),
-        AMQPValue::Boolean(true),
-        LongString::from(""),
-        ShortString::from(""),
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+    use tixngo_bridge::app::Part;
+    use tixngo_bridge::dlq::{DeadLetter, Source};
+
+    const LIMIT: u32 = 2;
+    let extra = format!("[topology]\ndelivery_limit = {LIMIT}\nretry_tiers = [\"300ms\"]\n");
+    // Only the cancel flow runs: the inject queue is the stand-in's alone.
+    let mut app = spawn_app_parts(&extra, vec![Part::Flow(Flow::Cancel)]).await;
+    let work = app.settings.topology.work_queue(Flow::Inject);
+    assert_eq!(
+        app.broker.queue_info(&work).await["arguments"]["x-delivery-limit"],
+        LIMIT
     );
+    let poison = match_ticket("ACME", "POISON-1");
+    app.publish(Flow::Inject, &poison).await;
+
+    let connection = app.broker.connect().await;
+    let mut deliveries = 0u32;
+    loop {
+        let channel = connection.create_channel().await.unwrap();
+        channel.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                work.as_str().into(),
+                "stand-in".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
+        let Ok(Some(Ok(delivery))) = next else {
+            break; // Nothing left to deliver: the broker took it away.
+        };
+        deliveries += 1;
+        assert_eq!(delivery.data, body(&poison));
+        if deliveries % 2 == 1 {
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        // Otherwise: dropped unsettled, returned when its channel closes.
+        channel.close(200, "stand-in gives up".into()).await.unwrap();
+        assert!(
+            deliveries <= LIMIT + 1,
+            "delivered {deliveries} times: the limit did not hold"
+        );
+    }
+    // Exactly when the broker gives up differs between RabbitMQ versions (3.10.8 dead-letters
+    // after 2 deliveries with a limit of 2); either way it is bounded.
+    assert!(
+        (LIMIT..=LIMIT + 1).contains(&deliveries),
+        "delivered {deliveries} times"
+    );
+
+    let dlq = app.dlq(Flow::Inject);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let raw = loop {
+        let got = app
+            .channel
+            .basic_get(
+                dlq.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if let Some(got) = got {
+            break got.delivery;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poison never reached the DLQ"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let letter = DeadLetter::read(&dlq, Source::Dlq, Flow::Inject, &raw.properties, &raw.data);
+    assert_eq!(letter.error_class, "delivery-limit");
+    assert_eq!(letter.ticket_id.as_deref(), Some("POISON-1"));
+    assert_eq!(raw.data, body(&poison), "the body is kept for replay");
+    assert_eq!(app.queue_len(&work).await, 0);
+
+    // The queue is not blocked: a real bridge consuming it now delivers a ticket.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tixngo_bridge::app::start(
+        app.settings.clone(),
+        vec![Part::Flow(Flow::Inject)],
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    app.publish(Flow::Inject, &match_ticket("ACME", "AFTER-POISON"))
+        .await;
+    app.event_for("inject.succeeded", "AFTER-POISON").await;
+    shutdown.cancel();
+    running.wait().await.unwrap();
+    app.stop().await.unwrap();
 }
