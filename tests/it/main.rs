@@ -11,6 +11,7 @@ mod notifier;
 mod ops;
 mod poller;
 mod schemas;
+mod secrets;
 mod sim;
 mod templates;
 mod topology;
