@@ -6,14 +6,31 @@ use crate::cli::LogFormat;
 
 /// Installs the global subscriber; `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Pretty => output.boxed(),
+        LogFormat::Json => output.json().flatten_event(true).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            !may_hold_credentials(meta)
+        }))
+        .with(output)
+        .try_init();
+}
+
+/// Events that would print a secret even at the level an operator asked for. lapin traces
+/// every frame it writes (target `lapin::io_loop`, "will write to buffer"), and the first is
+/// Connection.StartOk with the SASL PLAIN response: the AMQP user and password, as bytes.
+/// Its errors and warnings stay; only its trace lines go.
+fn may_hold_credentials(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::TRACE && meta.target() == "lapin::io_loop"
 }
 
 /// An error and its whole cause chain on one line: `a: b: c`.

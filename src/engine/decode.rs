@@ -51,7 +51,11 @@ pub fn decode<M: DeserializeOwned + TicketMessage>(
         ));
     }
     let message: M = serde_json::from_slice(body).map_err(|e| {
-        let reason = if e.is_syntax() || e.is_eof() {
+        // serde_json reports some type mismatches (a list where an enum goes) as syntax
+        // errors; only call the body not JSON when it really is not.
+        let not_json =
+            (e.is_syntax() || e.is_eof()) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err();
+        let reason = if not_json {
             format!("body is not valid JSON: {e}")
         } else {
             format!("message does not match the schema: {e}")

@@ -176,7 +176,8 @@ impl Settler {
         );
         tracing::warn!(
             flow = %self.flow,
-            organization = known.organization.as_deref().unwrap_or("?"),
+            // Read from a message that failed validation, so either may be megabytes long.
+            organization = known.organization.as_deref().map(|o| headers::truncate(o, 128)).as_deref().unwrap_or("?"),
             ticket_id = known.ticket_id.as_deref().map(|t| headers::truncate(t, 128)).as_deref().unwrap_or("?"),
             error_class = class,
             reason = %headers::truncate(message, 512),
