@@ -93,6 +93,9 @@ pub enum Command {
     /// dlq and parked queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Benchmark a flow end to end against the local RabbitMQ and an embedded simulator, and in
+    /// the same run a bare lapin + reqwest baseline over the same tickets (docs/benchmarks.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `run` options.
@@ -290,6 +293,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => render(&config, &organization, &message),
         Command::Demo { config, .. } => demo(&config).await,
         Command::Dlq(command) => crate::dlq::run(command, shutdown).await,
+        Command::Bench(args) => crate::bench::main(args).await,
         Command::Sim(args) => report(
             crate::sim::serve(args, async move { shutdown.cancelled().await })
                 .await
