@@ -106,6 +106,9 @@ pub enum Command {
     /// dlq and parked queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Benchmark a flow end to end against the local RabbitMQ and an embedded simulator, and in
+    /// the same run a bare lapin + reqwest baseline over the same tickets (docs/benchmarks.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `run` options.
@@ -309,6 +312,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             ticket_id,
         } => status(&config, &organization, &ticket_id, json).await,
         Command::Dlq(command) => crate::dlq::run(command, shutdown).await,
+        Command::Bench(args) => crate::bench::main(args).await,
         Command::Sim(args) => report(
             crate::sim::serve(args, async move { shutdown.cancelled().await })
                 .await

@@ -1,4 +1,5 @@
 //! The one integration-test binary: every module below talks to real parts.
+mod bench;
 mod client;
 mod config;
 mod contract;
