@@ -426,12 +426,7 @@ async fn process_batch<H: FlowHandler>(
     let mut pending = items;
     loop {
         if !organization.breaker.allow() {
-            settle_all(
-                pending
-                    .iter()
-                    .map(|item| settler.defer(&item.delivery, &item.known)),
-            )
-            .await;
+            defer_all(settler, &pending).await;
             return;
         }
         let batch: Vec<&H::Prepared> = pending.iter().map(|item| &item.prepared).collect();
@@ -462,12 +457,7 @@ async fn process_batch<H: FlowHandler>(
                 if organization.breaker.state() != BreakerState::Closed {
                     // This failure opened the breaker (or a probe failed): the outage is known,
                     // so park the batch without counting a retry.
-                    settle_all(
-                        pending
-                            .iter()
-                            .map(|item| settler.defer(&item.delivery, &item.known)),
-                    )
-                    .await;
+                    defer_all(settler, &pending).await;
                     return;
                 }
                 let retry_after = error.retry_after();
@@ -541,6 +531,16 @@ fn breaker_success(organization: &Organization, metrics: &Metrics) {
             "TIXnGO answers again; circuit breaker closed"
         );
     }
+}
+
+/// Parks every item in the first retry tier without counting a retry (breaker open).
+async fn defer_all<P>(settler: &Settler, items: &[Item<P>]) {
+    settle_all(
+        items
+            .iter()
+            .map(|item| settler.defer(&item.delivery, &item.known)),
+    )
+    .await;
 }
 
 async fn settle_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
