@@ -444,6 +444,9 @@ pub struct RawInterface {
     pub api_key_header: Option<String>,
     /// Comma-separated addresses told when a ticket of this organization cannot be delivered.
     pub notification_emails: String,
+    /// Most TIXnGO calls per second for this organization (none: unlimited), so a backlog
+    /// drained after an outage cannot overrun the organizer's API.
+    pub rate_limit: Option<f64>,
 }
 
 impl fmt::Debug for RawInterface {
@@ -478,6 +481,8 @@ pub struct Interface {
     pub api_key_header: String,
     /// Who is told about this organization's dead letters.
     pub notification_emails: Vec<String>,
+    /// TIXnGO calls per second at most, if limited.
+    pub rate_limit: Option<f64>,
 }
 
 impl fmt::Debug for Interface {
@@ -994,6 +999,15 @@ fn check_interface(
         }
     }
 
+    if let Some(rate) = raw.rate_limit
+        && !(rate.is_finite() && (0.01..=100_000.0).contains(&rate))
+    {
+        fail(
+            "rate_limit",
+            "must be between 0.01 and 100000 TIXnGO calls per second".into(),
+        );
+    }
+
     if failed {
         return None;
     }
@@ -1006,6 +1020,7 @@ fn check_interface(
         api_key: api_key?,
         api_key_header,
         notification_emails,
+        rate_limit: raw.rate_limit,
     })
 }
 
@@ -1148,6 +1163,9 @@ impl Settings {
                     "notification_emails".into(),
                     i.notification_emails.join(", ").into(),
                 );
+                if let Some(rate) = i.rate_limit {
+                    t.insert("rate_limit".into(), rate.into());
+                }
                 toml::Value::Table(t)
             })
             .collect();

@@ -21,12 +21,22 @@ pub struct Organization {
     pub breaker: Breaker,
     /// The compiled template of a `tixngo_with_template` interface; `None`: built-in mapping.
     pub template: Option<TicketTemplate>,
+    /// Paces TIXnGO calls when the interface sets `rate_limit`.
+    limiter: Option<governor::DefaultDirectRateLimiter>,
 }
 
 impl Organization {
     /// S-360 organization code.
     pub fn code(&self) -> &str {
         &self.interface.organization
+    }
+
+    /// Waits until this organization's `rate_limit` allows one more TIXnGO call (at once when
+    /// there is none).
+    pub async fn call_permit(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
     }
 
     /// The TIXnGO ticket document for an injection, or why it cannot be built.
@@ -80,6 +90,11 @@ impl Organizations {
                 (InterfaceKind::TixngoWithTemplate, Some(path)) => Some(TicketTemplate::load(path)?),
                 _ => None,
             };
+            // One call per period, no burst: a drained backlog arrives evenly.
+            let limiter = interface
+                .rate_limit
+                .and_then(|rate| governor::Quota::with_period(std::time::Duration::from_secs_f64(1.0 / rate)))
+                .map(governor::RateLimiter::direct);
             by_code.insert(
                 interface.organization.clone(),
                 Arc::new(Organization {
@@ -87,6 +102,7 @@ impl Organizations {
                     client,
                     breaker,
                     template,
+                    limiter,
                 }),
             );
         }

@@ -430,6 +430,7 @@ async fn process_batch<H: FlowHandler>(
             return;
         }
         let batch: Vec<&H::Prepared> = pending.iter().map(|item| &item.prepared).collect();
+        organization.call_permit().await;
         let started = std::time::Instant::now();
         let result = handler.call(organization, &batch).await;
         drop(batch);

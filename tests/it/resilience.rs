@@ -222,3 +222,32 @@ async fn an_outage_of_one_organization_leaves_the_other_flowing() {
     );
     app.stop().await.unwrap();
 }
+
+/// `rate_limit` paces one organization's TIXnGO calls (here 10/s, one ticket per call): 21
+/// calls cannot be made in under 2 s. A lower bound on elapsed time is the behaviour under
+/// test, not a speed claim.
+#[tokio::test]
+async fn a_rate_limited_organization_gets_at_most_its_calls_per_second() {
+    let extra = "[worker]\nbatch_max = 1\nbatch_linger = \"0ms\"\n";
+    let limited = |toml: String| {
+        toml.replacen(
+            "organization = \"ACME\"\n",
+            "organization = \"ACME\"\nrate_limit = 10.0\n",
+            1,
+        )
+    };
+    let mut app = spawn_app_edited(extra, vec![tixngo_bridge::app::Part::Flow(Flow::Inject)], limited).await;
+    let started = tokio::time::Instant::now();
+    for i in 0..21 {
+        app.publish(Flow::Inject, &match_ticket("ACME", &format!("L-{i}")))
+            .await;
+    }
+    eventually("all injected", || app.sim.sim.ticket_ids("ACME").len() == 21).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "21 calls at 10/s took only {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.sim.sim.stats().requests.inject, 21);
+    app.stop().await.unwrap();
+}
