@@ -189,10 +189,17 @@ impl BenchError {
 /// `tixngo-bridge bench`: runs and prints, or serves as a baseline worker process.
 pub async fn main(args: BenchArgs) -> ExitCode {
     if args.baseline_worker {
+        // Stay alive after the work until the parent's SIGTERM, so the parent can still read
+        // this process's CPU time and peak memory from /proc.
+        let stop = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(stop.clone());
         let result = match baseline::Target::from_env(args.prefetch, args.max_in_flight, args.tickets) {
             Ok(target) => baseline::run(target).await,
             Err(error) => Err(error),
         };
+        if result.is_ok() {
+            stop.cancelled().await;
+        }
         return match result {
             Ok(_) => ExitCode::from(crate::cli::EXIT_OK),
             Err(error) => {
