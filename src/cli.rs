@@ -321,24 +321,30 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The configuration's organization `code`, with its TIXnGO client and template; or the exit
+/// code after saying what is wrong.
+fn configured_organization(
+    args: &ConfigArg,
+    code: &str,
+) -> Result<std::sync::Arc<crate::orgs::Organization>, ExitCode> {
+    let settings = load(args)?;
+    let organizations = crate::orgs::Organizations::new(&settings).map_err(|error| {
+        eprintln!("error: {}", crate::telemetry::chain(&error));
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    organizations.get(code).cloned().ok_or_else(|| {
+        eprintln!("error: no TIXnGO interface is configured for organization {code:?}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
 /// Exit code of `status` for a ticket TIXnGO does not know.
 pub const EXIT_NOT_FOUND: u8 = 1;
 
 async fn status(args: &ConfigArg, organization: &str, ticket_id: &str, json: bool) -> ExitCode {
-    let settings = match load(args) {
-        Ok(settings) => settings,
+    let org = match configured_organization(args, organization) {
+        Ok(org) => org,
         Err(code) => return code,
-    };
-    let organizations = match crate::orgs::Organizations::new(&settings) {
-        Ok(organizations) => organizations,
-        Err(error) => {
-            eprintln!("error: {}", crate::telemetry::chain(&error));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let Some(org) = organizations.get(organization) else {
-        eprintln!("error: no TIXnGO interface is configured for organization {organization:?}");
-        return ExitCode::from(EXIT_USAGE);
     };
     let state = match org.client.status(ticket_id).await {
         Ok(state) => state,
@@ -492,20 +498,9 @@ fn topology_export(args: &ConfigArg, output: Option<PathBuf>) -> ExitCode {
 }
 
 fn render(args: &ConfigArg, organization: &str, message: &std::path::Path) -> ExitCode {
-    let settings = match load(args) {
-        Ok(settings) => settings,
+    let org = match configured_organization(args, organization) {
+        Ok(org) => org,
         Err(code) => return code,
-    };
-    let organizations = match crate::orgs::Organizations::new(&settings) {
-        Ok(organizations) => organizations,
-        Err(e) => {
-            eprintln!("error: {}", crate::telemetry::chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let Some(org) = organizations.get(organization) else {
-        eprintln!("error: no interface is configured for organization {organization:?}");
-        return ExitCode::from(EXIT_USAGE);
     };
     let text = match std::fs::read_to_string(message) {
         Ok(text) => text,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use lapin::BasicProperties;
 use serde_json::{Value, json};
 
-use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, PublishError, Topology};
+use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, PublishError};
 use crate::config::Settings;
 use crate::flows::Flow;
 
@@ -53,14 +53,7 @@ pub struct Published {
 
 /// Publishes the mix with publisher confirms and returns what was sent.
 pub async fn publish_mix(settings: &Settings) -> Result<Published, DemoError> {
-    let connection = broker::connect(&settings.amqp, "demo").await?;
-    let publisher = ConfirmedPublisher::open(&connection)
-        .await
-        .map_err(BrokerError::amqp("open publisher channel"))?;
-    Topology::new(&settings.topology)
-        .declare(publisher.channel())
-        .await
-        .map_err(BrokerError::amqp("declare topology"))?;
+    let (connection, publisher) = broker::open_publisher(settings, "demo").await?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut published = Published {
         run: run.clone(),

@@ -26,14 +26,7 @@ pub async fn open_session(
     role: &str,
     prefetch: u16,
 ) -> Result<Session, BrokerError> {
-    let connection = connect(&settings.amqp, role).await?;
-    let publisher = ConfirmedPublisher::open(&connection)
-        .await
-        .map_err(BrokerError::amqp("open publisher channel"))?;
-    Topology::new(&settings.topology)
-        .declare(publisher.channel())
-        .await
-        .map_err(BrokerError::amqp("declare topology"))?;
+    let (connection, publisher) = open_publisher(settings, role).await?;
     let channel = connection
         .create_channel()
         .await
@@ -47,4 +40,21 @@ pub async fn open_session(
         publisher,
         channel,
     })
+}
+
+/// Connects as `role`, opens a confirm-mode channel and declares the topology on it: all a
+/// publishing-only command needs.
+pub async fn open_publisher(
+    settings: &crate::config::Settings,
+    role: &str,
+) -> Result<(lapin::Connection, ConfirmedPublisher), BrokerError> {
+    let connection = connect(&settings.amqp, role).await?;
+    let publisher = ConfirmedPublisher::open(&connection)
+        .await
+        .map_err(BrokerError::amqp("open publisher channel"))?;
+    Topology::new(&settings.topology)
+        .declare(publisher.channel())
+        .await
+        .map_err(BrokerError::amqp("declare topology"))?;
+    Ok((connection, publisher))
 }
