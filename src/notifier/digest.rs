@@ -9,6 +9,7 @@ use minijinja::{AutoEscape, Environment, context};
 use serde::Serialize;
 
 use super::smtp::Email;
+use crate::flows::Flow;
 
 /// Longest error text shown per ticket.
 const MAX_ERROR_CHARS: usize = 300;
@@ -21,7 +22,7 @@ pub struct GroupKey {
     /// A configured organization code, or `None` when the message names none we know.
     pub organization: Option<String>,
     /// Flow name.
-    pub flow: &'static str,
+    pub flow: Flow,
     /// Error class (`rejected`, `invalid-message`, `retries-exhausted`, `delivery-limit`, …).
     pub class: String,
 }
@@ -133,7 +134,7 @@ pub fn render(
     let values = context! {
         count => count,
         organization => organization,
-        flow => key.flow,
+        flow => key.flow.as_str(),
         class => &key.class,
         lines => minijinja::Value::from(minijinja::value::Serde(lines)),
         parked => parked_queue,
@@ -158,7 +159,7 @@ mod tests {
     fn hostile_values_cannot_break_out() {
         let key = GroupKey {
             organization: Some("ACME".into()),
-            flow: "inject",
+            flow: Flow::Inject,
             class: class_token("rejected\r\nBcc: x@evil.example"),
         };
         let lines = [Line::new(

@@ -192,7 +192,7 @@ fn classify(context: &Context, flow: Flow, delivery: &Delivery) -> (GroupKey, Li
     (
         GroupKey {
             organization,
-            flow: flow.as_str(),
+            flow,
             class,
         },
         line,
@@ -222,8 +222,7 @@ async fn send(
         .map(|org| org.interface.notification_emails.clone())
         .filter(|emails| !emails.is_empty())
         .unwrap_or_else(|| notifier.fallback_emails.clone());
-    let flow: Flow = key.flow.parse().unwrap_or(Flow::Inject);
-    let parked = settings.topology.parked(flow);
+    let parked = settings.topology.parked(key.flow);
     let lines: Vec<Line> = group
         .held
         .iter()
@@ -234,7 +233,7 @@ async fn send(
     if to.is_empty() {
         tracing::error!(
             organization,
-            flow = key.flow,
+            flow = %key.flow,
             "no notification_emails and no notifier.fallback_emails: dead letters parked without an e-mail"
         );
     } else {
@@ -251,7 +250,7 @@ async fn send(
             context.metrics.email("failed");
             tracing::warn!(
                 organization,
-                flow = key.flow,
+                flow = %key.flow,
                 error = %crate::telemetry::chain(&error),
                 "digest e-mail not accepted; the dead letters stay in the DLQ and the send is retried"
             );
@@ -260,7 +259,7 @@ async fn send(
         context.metrics.email("sent");
         tracing::info!(
             organization,
-            flow = key.flow,
+            flow = %key.flow,
             class = %key.class,
             count = group.held.len(),
             "digest e-mail sent"

@@ -255,7 +255,7 @@ proptest! {
         lines in proptest::collection::vec((opt(nasty_string()), opt(nasty_string()), any::<Option<i64>>()), 0..20),
         class in nasty_string(),
     ) {
-        let key = GroupKey { organization: Some("ACME".into()), flow: "inject", class: digest::class_token(&class) };
+        let key = GroupKey { organization: Some("ACME".into()), flow: Flow::Inject, class: digest::class_token(&class) };
         let lines: Vec<Line> = lines.iter().map(|(t, e, s)| Line::new(t.as_deref(), e.as_deref(), *s)).collect();
         let email = digest::render(&key, lines.len(), &lines, "tixngo.inject.parked", vec!["ops@acme.example".into()]).unwrap();
         prop_assert!(!email.subject.contains(['\r', '\n']));
