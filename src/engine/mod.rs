@@ -86,15 +86,24 @@ pub struct Item<P> {
     pub known: Known,
     /// The request part.
     pub prepared: P,
-    /// Holds one unit of the flow's in-flight bound until the message is settled.
-    _permit: InFlight,
+    /// One unit of the flow's `max_in_flight` bound, held while the message waits for or is
+    /// inside a TIXnGO call and given back as soon as its answer is known: settling (outcome
+    /// event, confirm, ack) is bounded by `prefetch`, and holding the unit through it would
+    /// cap throughput below `max_in_flight / latency` (Little's law).
+    call_slot: Option<OwnedSemaphorePermit>,
+    /// Counts the message in the `in_flight` gauge until it is settled (dropped).
+    _held: InFlight,
 }
 
-/// One message held by this process: a unit of the flow's in-flight bound and of the
-/// `in_flight` gauge, both given back when the message is settled (dropped).
+impl<P> Item<P> {
+    /// Gives the in-flight unit back: this message will not call TIXnGO again.
+    fn release_call_slot(&mut self) {
+        self.call_slot = None;
+    }
+}
+
+/// A message held by this process, for the `in_flight` gauge.
 pub struct InFlight {
-    /// The semaphore unit.
-    _permit: OwnedSemaphorePermit,
     /// Where the gauge lives.
     metrics: Arc<Metrics>,
     /// The gauge's flow label.
@@ -102,13 +111,9 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    fn new(permit: OwnedSemaphorePermit, metrics: Arc<Metrics>, flow: Flow) -> Self {
+    fn new(metrics: Arc<Metrics>, flow: Flow) -> Self {
         metrics.in_flight(flow.as_str(), 1);
-        Self {
-            _permit: permit,
-            metrics,
-            flow,
-        }
+        Self { metrics, flow }
     }
 }
 
@@ -284,6 +289,13 @@ impl<H: FlowHandler> Session<H> {
                             self.spawn_batch(&tracker, &settler, &org, batch.items);
                         }
                     }
+                    if semaphore.available_permits() == 0 {
+                        // Every unit is taken: no message can join a waiting batch before a call
+                        // ends, so lingering would only add latency.
+                        for (org, batch) in pending.drain() {
+                            self.spawn_batch(&tracker, &settler, &org, batch.items);
+                        }
+                    }
                 }
             }
         };
@@ -317,7 +329,7 @@ impl<H: FlowHandler> Session<H> {
         delivery: Delivery,
         permit: OwnedSemaphorePermit,
     ) -> Option<(String, Item<H::Prepared>)> {
-        let permit = InFlight::new(permit, self.metrics.clone(), H::FLOW);
+        let held = InFlight::new(self.metrics.clone(), H::FLOW);
         let max_bytes = self.settings.worker.max_message_bytes;
         let decoded = decode::decode::<H::Message>(&delivery, max_bytes).and_then(|message| {
             let known = Known {
@@ -345,10 +357,12 @@ impl<H: FlowHandler> Session<H> {
                     delivery,
                     known,
                     prepared,
-                    _permit: permit,
+                    call_slot: Some(permit),
+                    _held: held,
                 },
             )),
             Err(invalid) => {
+                drop(permit);
                 let settler = settler.clone();
                 tracker.spawn(async move {
                     settler
@@ -360,7 +374,7 @@ impl<H: FlowHandler> Session<H> {
                             None,
                         )
                         .await;
-                    drop(permit);
+                    drop(held);
                 });
                 None
             }
@@ -426,6 +440,7 @@ async fn process_batch<H: FlowHandler>(
     let mut pending = items;
     loop {
         if !organization.breaker.allow() {
+            pending.iter_mut().for_each(Item::release_call_slot);
             defer_all(settler, &pending).await;
             return;
         }
@@ -439,9 +454,10 @@ async fn process_batch<H: FlowHandler>(
             Err(error) => error.metric_label(),
         };
         metrics.tixngo_call(code, H::FLOW.as_str(), started.elapsed(), &status);
-        let (retry, wait_at_least) = match result {
+        let (mut retry, wait_at_least) = match result {
             Err(error) if error.class() == ErrorClass::Permanent => {
                 breaker_success(organization, metrics);
+                pending.iter_mut().for_each(Item::release_call_slot);
                 let message = error.to_string();
                 let status = error.http_status();
                 settle_all(pending.iter().map(|item| {
@@ -458,6 +474,7 @@ async fn process_batch<H: FlowHandler>(
                 if organization.breaker.state() != BreakerState::Closed {
                     // This failure opened the breaker (or a probe failed): the outage is known,
                     // so park the batch without counting a retry.
+                    pending.iter_mut().for_each(Item::release_call_slot);
                     defer_all(settler, &pending).await;
                     return;
                 }
@@ -472,10 +489,14 @@ async fn process_batch<H: FlowHandler>(
                 breaker_success(organization, metrics);
                 let mut retry = Vec::new();
                 let mut settled = Vec::new();
-                for (item, result) in pending.into_iter().zip(results) {
+                for (mut item, result) in pending.into_iter().zip(results) {
                     match result {
-                        Ok(ok) => settled.push((item, Ok(ok))),
+                        Ok(ok) => {
+                            item.release_call_slot();
+                            settled.push((item, Ok(ok)))
+                        }
                         Err(error) if error.class == ErrorClass::Permanent => {
+                            item.release_call_slot();
                             settled.push((item, Err(error)))
                         }
                         Err(error) => retry.push((item, Failure::from_item(&error))),
@@ -513,6 +534,7 @@ async fn process_batch<H: FlowHandler>(
                 pending = retry.into_iter().map(|(item, _)| item).collect();
             }
             None => {
+                retry.iter_mut().for_each(|(item, _)| item.release_call_slot());
                 settle_all(retry.iter().map(|(item, failure)| {
                     settler.retry_later(&item.delivery, &item.known, &failure.message, failure.status)
                 }))

@@ -449,3 +449,34 @@ async fn two_bridge_processes_share_1000_tickets_none_lost_none_doubled() {
     assert_eq!(app.sim.sim.ticket_ids("ACME").len(), 1000);
     drop(workers);
 }
+
+#[tokio::test]
+async fn max_in_flight_bounds_the_tickets_inside_tixngo_calls() {
+    // A long linger would gather all six tickets into one call; the bound of two lets at most two
+    // wait for or sit inside a call, and a full bound sends its batch without lingering.
+    let mut app = spawn_app_with(
+        "[worker]\nmax_in_flight = 2\nbatch_max = 50\nbatch_linger = \"2s\"\n",
+        &[Flow::Inject],
+    )
+    .await;
+    app.sim.sim.set_faults(
+        Some("ACME"),
+        Faults {
+            latency_ms: 100,
+            ..Faults::default()
+        },
+    );
+    for n in 0..6 {
+        app.publish(Flow::Inject, &match_ticket("ACME", &format!("BOUND-{n}")))
+            .await;
+    }
+    for n in 0..6 {
+        app.event_for("inject.succeeded", &format!("BOUND-{n}")).await;
+    }
+    let stats = app.sim.sim.stats();
+    assert_eq!(stats.items.inject, 6, "{stats:?}");
+    assert!(
+        stats.requests.inject >= 3,
+        "at most two tickets per call: {stats:?}"
+    );
+}
