@@ -134,11 +134,13 @@ pub fn tls_failure(error: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
+        // An `io::Error` wrapping another error does not give it as its `source()` (it gives
+        // that error's source): look inside, as deep as I/O errors are nested.
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
         {
-            return Some(tls.to_string());
+            current = Some(inner);
+            continue;
         }
         current = error.source();
     }
