@@ -476,3 +476,96 @@ fn unusable_tls_files_are_configuration_errors() {
     );
 }
 
+
+/// The TLS options config/example.toml shows commented out, switched on (with this test's PEM
+/// files in place of the example paths): every key is real and they validate together.
+#[test]
+fn the_example_configuration_with_its_tls_options_switched_on_is_valid() {
+    let pki = Pki::new();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let mut switched_on = 0;
+    let text: Vec<String> = example
+        .lines()
+        .map(|line| {
+            let Some(rest) = line.strip_prefix("# ") else {
+                return line.to_owned();
+            };
+            let is_table = rest.starts_with('[') && rest.ends_with(']');
+            let is_setting = rest.split_once(" = ").is_some_and(|(key, _)| {
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && toml::from_str::<toml::Table>(rest).is_ok()
+            });
+            if !(is_table || is_setting) {
+                return line.to_owned();
+            }
+            switched_on += 1;
+            let rest = rest.replace("url = \"amqp://", "url = \"amqps://");
+            match rest.split_once("\"/etc/tixngo-bridge/tls/") {
+                Some((key, file)) => {
+                    let file = file.split('"').next().unwrap_or_default();
+                    let ours = match file {
+                        "client.pem" => "client.pem",
+                        "client.key" => "client.key",
+                        _ => "ca.pem",
+                    };
+                    format!("{key}\"{}\"", toml_path(&pki.path(ours)))
+                }
+                None => rest,
+            }
+        })
+        .collect();
+    let text = text.join("\n").replace("url = \"amqp://", "url = \"amqps://");
+    assert!(switched_on >= 15, "only {switched_on} commented settings found");
+    let settings = config::from_toml(&text)
+        .unwrap()
+        .validate_with(|name| (name == "SMTP_PASSWORD").then(|| "smtp-secret".to_owned()))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(settings.amqp.tls.client_cert_file, Some(pki.path("client.pem")));
+    assert_eq!(settings.amqp.tls.client_key_file, Some(pki.path("client.key")));
+    assert_eq!(settings.amqp.tls.ca_file, Some(pki.path("ca.pem")));
+    assert_eq!(settings.interface("GLOBEX").unwrap().ca_file, Some(pki.path("ca.pem")));
+    assert!(settings.interface("ACME").unwrap().ca_file.is_some());
+    assert!(settings.notifier.smtp.unwrap().ca_file.is_some());
+}
+
+#[tokio::test]
+async fn the_sim_command_serves_https_with_tls_cert_and_tls_key() {
+    let pki = Pki::new();
+    let port = free_port();
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--tenant", "ACME=acme-key"])
+        .arg("--tls-cert")
+        .arg(pki.path("server.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("server.key"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&pki.pem("ca.pem")).unwrap();
+    let trusting = reqwest::Client::builder().tls_certs_merge([ca]).build().unwrap();
+    let url = format!("https://localhost:{port}/admin/tenants");
+    eventually_async("the simulator answers over HTTPS", || async {
+        trusting
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await;
+    let tenants = trusting.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(tenants.contains("ACME"), "{tenants}");
+    // Without the test CA the handshake is refused, and plain HTTP gets no answer.
+    let error = reqwest::Client::new().get(&url).send().await.unwrap_err();
+    let text = tixngo_bridge::telemetry::chain(&error);
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/admin/tenants"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .is_err()
+    );
+    process.kill().await.unwrap();
+}
