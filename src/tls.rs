@@ -79,7 +79,9 @@ pub fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<
             detail: e.to_string(),
         })?;
     if certificates.is_empty() {
-        return Err(TlsFileError::NoCertificate { path: path.to_owned() });
+        return Err(TlsFileError::NoCertificate {
+            path: path.to_owned(),
+        });
     }
     Ok(certificates)
 }
@@ -91,13 +93,21 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileEr
 
 /// The private key of PEM text read from `path`, unencrypted.
 pub fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsFileError> {
-    if pem.windows(b"ENCRYPTED PRIVATE KEY".len()).any(|w| w == b"ENCRYPTED PRIVATE KEY")
-        || pem.windows(b"Proc-Type: 4,ENCRYPTED".len()).any(|w| w == b"Proc-Type: 4,ENCRYPTED")
+    if pem
+        .windows(b"ENCRYPTED PRIVATE KEY".len())
+        .any(|w| w == b"ENCRYPTED PRIVATE KEY")
+        || pem
+            .windows(b"Proc-Type: 4,ENCRYPTED".len())
+            .any(|w| w == b"Proc-Type: 4,ENCRYPTED")
     {
-        return Err(TlsFileError::EncryptedKey { path: path.to_owned() });
+        return Err(TlsFileError::EncryptedKey {
+            path: path.to_owned(),
+        });
     }
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => TlsFileError::NoKey { path: path.to_owned() },
+        rustls_pki_types::pem::Error::NoItemsFound => TlsFileError::NoKey {
+            path: path.to_owned(),
+        },
         other => TlsFileError::Pem {
             path: path.to_owned(),
             detail: other.to_string(),

@@ -40,13 +40,16 @@ impl Pki {
         let ca = new_ca("tixngo-bridge test CA");
         let other = new_ca("some other CA");
         let server_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, "localhost");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server = params.signed_by(&server_key, &ca).unwrap();
         let client_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "tixngo-bridge");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "tixngo-bridge");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let client = params.signed_by(&client_key, &ca).unwrap();
         let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
@@ -111,9 +114,10 @@ impl TlsProxy {
             for cert in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
                 roots.add(cert.unwrap()).unwrap();
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .unwrap();
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
@@ -428,14 +432,18 @@ fn unusable_tls_files_are_configuration_errors() {
     let ca = toml_path(&pki.path("ca.pem"));
     let key = toml_path(&pki.path("client.key"));
 
-    let text = format!("{BASE}[amqp.tls]\nca_file = \"{}\"\n{INTERFACE}", toml_path(&missing));
+    let text = format!(
+        "{BASE}[amqp.tls]\nca_file = \"{}\"\n{INTERFACE}",
+        toml_path(&missing)
+    );
     assert_problem(&text, "amqp.tls.ca_file", "cannot read");
     // A key is not a certificate.
     let text = format!("{BASE}[amqp.tls]\nca_file = \"{key}\"\n{INTERFACE}");
     assert_problem(&text, "amqp.tls.ca_file", "no PEM certificate");
     let text = format!("{BASE}[amqp.tls]\nclient_cert_file = \"{ca}\"\n{INTERFACE}");
     assert_problem(&text, "amqp.tls.client_cert_file", "go together");
-    let text = format!("{BASE}[amqp.tls]\nclient_cert_file = \"{ca}\"\nclient_key_file = \"{ca}\"\n{INTERFACE}");
+    let text =
+        format!("{BASE}[amqp.tls]\nclient_cert_file = \"{ca}\"\nclient_key_file = \"{ca}\"\n{INTERFACE}");
     assert_problem(&text, "amqp.tls.client_key_file", "no PEM private key");
     let encrypted = pki.path("encrypted.key");
     std::fs::write(
@@ -455,7 +463,10 @@ fn unusable_tls_files_are_configuration_errors() {
 
     let text = format!("{BASE}{INTERFACE}ca_file = \"{}\"\n", toml_path(&missing));
     assert_problem(&text, "interfaces[ACME].ca_file", "cannot read");
-    let text = format!("{BASE}[tixngo]\nca_file = \"{}\"\n{INTERFACE}", toml_path(&missing));
+    let text = format!(
+        "{BASE}[tixngo]\nca_file = \"{}\"\n{INTERFACE}",
+        toml_path(&missing)
+    );
     assert_problem(&text, "tixngo.ca_file", "cannot read");
     let text = format!(
         "{BASE}[notifier]\nfallback_emails = [\"ops@example.com\"]\n[notifier.smtp]\nhost = \"smtp.example.com\"\nfrom = \"b@example.com\"\nca_file = \"{}\"\n{INTERFACE}",
@@ -476,13 +487,13 @@ fn unusable_tls_files_are_configuration_errors() {
     );
 }
 
-
 /// The TLS options config/example.toml shows commented out, switched on (with this test's PEM
 /// files in place of the example paths): every key is real and they validate together.
 #[test]
 fn the_example_configuration_with_its_tls_options_switched_on_is_valid() {
     let pki = Pki::new();
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
     let mut switched_on = 0;
     let text: Vec<String> = example
         .lines()
@@ -492,7 +503,8 @@ fn the_example_configuration_with_its_tls_options_switched_on_is_valid() {
             };
             let is_table = rest.starts_with('[') && rest.ends_with(']');
             let is_setting = rest.split_once(" = ").is_some_and(|(key, _)| {
-                key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && toml::from_str::<toml::Table>(rest).is_ok()
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    && toml::from_str::<toml::Table>(rest).is_ok()
             });
             if !(is_table || is_setting) {
                 return line.to_owned();
@@ -522,7 +534,10 @@ fn the_example_configuration_with_its_tls_options_switched_on_is_valid() {
     assert_eq!(settings.amqp.tls.client_cert_file, Some(pki.path("client.pem")));
     assert_eq!(settings.amqp.tls.client_key_file, Some(pki.path("client.key")));
     assert_eq!(settings.amqp.tls.ca_file, Some(pki.path("ca.pem")));
-    assert_eq!(settings.interface("GLOBEX").unwrap().ca_file, Some(pki.path("ca.pem")));
+    assert_eq!(
+        settings.interface("GLOBEX").unwrap().ca_file,
+        Some(pki.path("ca.pem"))
+    );
     assert!(settings.interface("ACME").unwrap().ca_file.is_some());
     assert!(settings.notifier.smtp.unwrap().ca_file.is_some());
 }
@@ -532,7 +547,13 @@ async fn the_sim_command_serves_https_with_tls_cert_and_tls_key() {
     let pki = Pki::new();
     let port = free_port();
     let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
-        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--tenant", "ACME=acme-key"])
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tenant",
+            "ACME=acme-key",
+        ])
         .arg("--tls-cert")
         .arg(pki.path("server.pem"))
         .arg("--tls-key")
