@@ -590,3 +590,27 @@ async fn the_sim_command_serves_https_with_tls_cert_and_tls_key() {
     );
     process.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_bridge_started_against_an_untrusted_amqps_broker_stops_with_exit_69_and_the_reason() {
+    let pki = Pki::new();
+    let proxy = TlsProxy::start(&pki, false).await;
+    let text = format!(
+        "[amqp]\nurl = \"{}\"\n[amqp.tls]\nca_file = \"{}\"\n[http]\nenabled = false\n{INTERFACE}",
+        amqps_url(proxy.port, "%2f"),
+        toml_path(&pki.path("other-ca.pem"))
+    );
+    let settings = config::from_toml(&text).unwrap().validate_with(|_| None).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tixngo_bridge::app::start(settings, vec![Part::Flow(Flow::Inject)], shutdown.clone())
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(60), running.wait())
+        .await
+        .expect("the bridge gave up by itself (no hang)")
+        .unwrap_err();
+    shutdown.cancel();
+    assert_eq!(error.exit_code(), 69);
+    let text = tixngo_bridge::telemetry::chain(&error);
+    assert!(text.contains("UnknownIssuer"), "{text}");
+}
