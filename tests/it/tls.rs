@@ -31,6 +31,7 @@ use crate::helpers::*;
 /// A test CA, a server certificate for localhost/127.0.0.1 and a client certificate it signed,
 /// and an unrelated CA, all as PEM files in a temporary directory.
 struct Pki {
+    /// Holds ca.pem, other-ca.pem, server.pem/.key and client.pem/.key; removed when dropped.
     dir: tempfile::TempDir,
 }
 
@@ -86,9 +87,11 @@ fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 /// A TLS-terminating proxy on 127.0.0.1 (port 0) in front of the local RabbitMQ, as a TLS
 /// listener of RabbitMQ's own would be; stopped when dropped.
 struct TlsProxy {
+    /// Where the proxy listens on 127.0.0.1.
     port: u16,
     /// Handshakes completed (client certificate checked when required).
     handshakes: Arc<AtomicUsize>,
+    /// The accept loop, aborted when dropped.
     task: JoinHandle<()>,
 }
 
