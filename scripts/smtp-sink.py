@@ -3,6 +3,7 @@
 
 Usage:
     smtp-sink.py --host 127.0.0.1 --port PORT --maildir DIR [--reject] [--auth USER:PASS]
+                 [--tls-cert PEM --tls-key PEM (--starttls | --implicit-tls)]
 
 * Listens on HOST:PORT (PORT 0 picks a free port) and prints exactly one line
   `READY <port>` on stdout (flushed) once it accepts connections.
@@ -14,6 +15,8 @@ Usage:
 * --reject answers `451 4.3.0 ...` to every DATA (simulated transient trouble);
   nothing is stored.
 * --auth USER:PASS advertises AUTH PLAIN/LOGIN without TLS and requires it.
+* --tls-cert/--tls-key with --starttls offers STARTTLS and requires it before MAIL;
+  with --implicit-tls the socket speaks TLS from the first byte (SMTPS).
 * Exits on SIGTERM/SIGINT, and by itself when its parent process dies.
 """
 
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -103,7 +107,18 @@ async def main():
     p.add_argument("--maildir", required=True)
     p.add_argument("--reject", action="store_true", help="answer 451 to every DATA")
     p.add_argument("--auth", metavar="USER:PASS", help="require AUTH with these credentials (no TLS)")
+    p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (PEM)")
+    p.add_argument("--tls-key", metavar="PEM", help="server private key (PEM)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--starttls", action="store_true", help="offer and require STARTTLS")
+    mode.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte")
     args = p.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key) or bool(args.tls_cert) != (args.starttls or args.implicit_tls):
+        p.error("--tls-cert, --tls-key and one of --starttls/--implicit-tls go together")
+    tls_context = None
+    if args.tls_cert:
+        tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls_context.load_cert_chain(args.tls_cert, args.tls_key)
 
     maildir = os.path.abspath(args.maildir)
     os.makedirs(maildir, exist_ok=True)
@@ -121,11 +136,18 @@ async def main():
             auth_require_tls=False,
         )
 
+    server_ssl = None
+    if args.starttls:
+        smtp_kwargs.update(tls_context=tls_context, require_starttls=True)
+    elif args.implicit_tls:
+        server_ssl = tls_context
+
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="smtp-sink.test", **smtp_kwargs),
         host=args.host,
         port=args.port,
+        ssl=server_ssl,
     )
     port = server.sockets[0].getsockname()[1]
     print("READY %d" % port, flush=True)

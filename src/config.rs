@@ -61,6 +61,26 @@ pub struct AmqpSettings {
     /// Cap of the reconnect back-off, so a long broker outage is noticed quickly once it ends.
     #[serde(with = "humantime_serde")]
     pub reconnect_max_delay: Duration,
+    /// TLS for `amqps://` URLs: extra trusted CA and client certificate.
+    pub tls: AmqpTlsSettings,
+}
+
+/// TLS settings of the broker connection, used with `amqps://` URLs only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpTlsSettings {
+    /// PEM file of CA certificates trusted in addition to the system roots, for a broker whose
+    /// certificate a private CA signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain), for brokers that require one
+    /// (RabbitMQ `fail_if_no_peer_cert`); goes with `client_key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key, unencrypted (PKCS#8, PKCS#1 or SEC1):
+    /// lapin takes no key password, so the file's permissions protect it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for AmqpSettings {
@@ -70,6 +90,7 @@ impl Default for AmqpSettings {
             connection_name: "tixngo-bridge".to_owned(),
             reconnect_min_delay: Duration::from_millis(200),
             reconnect_max_delay: Duration::from_secs(10),
+            tls: AmqpTlsSettings::default(),
         }
     }
 }
@@ -81,6 +102,7 @@ impl fmt::Debug for AmqpSettings {
             .field("connection_name", &self.connection_name)
             .field("reconnect_min_delay", &self.reconnect_min_delay)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -197,6 +219,10 @@ pub struct TixngoSettings {
     /// How long an open breaker waits before letting one probe call through.
     #[serde(with = "humantime_serde")]
     pub breaker_open_for: Duration,
+    /// PEM file of CA certificates trusted for every interface in addition to the system roots
+    /// (an interface's own `ca_file` replaces this one for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for TixngoSettings {
@@ -208,6 +234,7 @@ impl Default for TixngoSettings {
             max_error_body_bytes: 1024,
             breaker_threshold: 5,
             breaker_open_for: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -433,6 +460,9 @@ pub struct RawInterface {
     pub url: String,
     /// Plain HTTP to a non-loopback host is refused unless this is set.
     pub allow_insecure_http: bool,
+    /// PEM file of CA certificates trusted for this interface in addition to the system roots
+    /// (replaces `tixngo.ca_file` for it), e.g. a staging TIXnGO behind a private CA.
+    pub ca_file: Option<PathBuf>,
     /// E-mail of the organizer's TIXnGO admin account; carried, not used for authentication.
     pub username: String,
     /// The API key itself (prefer `api_key_env` or `api_key_file`).
@@ -484,6 +514,8 @@ pub struct Interface {
     pub notification_emails: Vec<String>,
     /// TIXnGO calls per second at most, if limited.
     pub rate_limit: Option<f64>,
+    /// Extra trusted CA (PEM file) for this interface: its own `ca_file`, else `tixngo.ca_file`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Interface {
@@ -497,6 +529,7 @@ impl fmt::Debug for Interface {
             .field("api_key", &"***")
             .field("api_key_header", &self.api_key_header)
             .field("notification_emails", &self.notification_emails)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -628,6 +661,11 @@ impl RawSettings {
                 "is not a valid HTTP header name".into(),
             );
         }
+        if let Some(path) = &self.tixngo.ca_file
+            && let Err(message) = check_ca_file(path)
+        {
+            push("tixngo.ca_file".into(), message);
+        }
         if self.interfaces.is_empty() {
             push(
                 "interfaces".into(),
@@ -691,12 +729,53 @@ fn check_amqp(amqp: &AmqpSettings, push: &mut impl FnMut(String, String)) {
         // The parser's message never echoes the URL, so the password cannot leak through it.
         Err(e) => push("amqp.url".into(), format!("not a valid URL: {e}")),
     }
+    check_amqp_tls(amqp, push);
     if amqp.reconnect_min_delay.is_zero() || amqp.reconnect_min_delay > amqp.reconnect_max_delay {
         push(
             "amqp.reconnect_min_delay".into(),
             "must be above zero and at most amqp.reconnect_max_delay".into(),
         );
     }
+}
+
+fn check_amqp_tls(amqp: &AmqpSettings, push: &mut impl FnMut(String, String)) {
+    let tls = &amqp.tls;
+    if *tls == AmqpTlsSettings::default() {
+        return;
+    }
+    if Url::parse(amqp.url.expose_secret()).is_ok_and(|url| url.scheme() != "amqps") {
+        push(
+            "amqp.tls".into(),
+            "is only used with an amqps:// URL; change amqp.url or remove [amqp.tls]".into(),
+        );
+    }
+    if let Some(path) = &tls.ca_file
+        && let Err(message) = check_ca_file(path)
+    {
+        push("amqp.tls.ca_file".into(), message);
+    }
+    match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            if let Err(message) = check_ca_file(cert) {
+                push("amqp.tls.client_cert_file".into(), message);
+            }
+            if let Err(message) = crate::tls::read_private_key(key) {
+                push("amqp.tls.client_key_file".into(), message.to_string());
+            }
+        }
+        (None, None) => {}
+        _ => push(
+            "amqp.tls.client_cert_file".into(),
+            "client_cert_file and client_key_file go together".into(),
+        ),
+    }
+}
+
+/// A PEM file that exists and holds at least one certificate.
+fn check_ca_file(path: &Path) -> Result<(), String> {
+    crate::tls::read_certificates(path)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn check_topology(topology: &TopologySettings, push: &mut impl FnMut(String, String)) {
@@ -848,9 +927,9 @@ fn check_notifier(
             }
         };
         if let Some(ca) = &smtp.ca_file
-            && !ca.is_file()
+            && let Err(message) = check_ca_file(ca)
         {
-            fail("smtp.ca_file", format!("{} does not exist", ca.display()));
+            fail("smtp.ca_file", message);
         }
         SmtpSettings {
             port: smtp.port.unwrap_or(match smtp.security {
@@ -1009,6 +1088,13 @@ fn check_interface(
         );
     }
 
+    if let Some(path) = &raw.ca_file
+        && let Err(message) = check_ca_file(path)
+    {
+        fail("ca_file", message);
+    }
+    let ca_file = raw.ca_file.clone().or_else(|| tixngo.ca_file.clone());
+
     if failed {
         return None;
     }
@@ -1022,6 +1108,7 @@ fn check_interface(
         api_key_header,
         notification_emails,
         rate_limit: raw.rate_limit,
+        ca_file,
     })
 }
 
@@ -1167,6 +1254,9 @@ impl Settings {
                 if let Some(rate) = i.rate_limit {
                     t.insert("rate_limit".into(), rate.into());
                 }
+                if let Some(ca) = &i.ca_file {
+                    t.insert("ca_file".into(), ca.display().to_string().into());
+                }
                 toml::Value::Table(t)
             })
             .collect();
@@ -1186,6 +1276,9 @@ impl Settings {
                 .to_string()
                 .into(),
         );
+        if let Ok(tls) = toml::Value::try_from(&self.amqp.tls) {
+            amqp.insert("tls".into(), tls);
+        }
         root.insert("amqp".into(), toml::Value::Table(amqp));
         for (key, value) in [
             ("topology", toml::Value::try_from(&self.topology)),
@@ -1235,6 +1328,9 @@ impl Settings {
             }
             m.insert("from".into(), smtp.from.clone().into());
             m.insert("timeout".into(), duration(smtp.timeout));
+            if let Some(ca) = &smtp.ca_file {
+                m.insert("ca_file".into(), ca.display().to_string().into());
+            }
             t.insert("smtp".into(), toml::Value::Table(m));
         }
         toml::Value::Table(t)

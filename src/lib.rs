@@ -22,3 +22,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod telemetry;
 pub mod tixngo;
+pub mod tls;

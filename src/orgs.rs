@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{Interface, InterfaceKind, Settings};
 use crate::engine::breaker::Breaker;
 use crate::messages::InjectMessage;
-use crate::tixngo::client::{ClientBuildError, http_client};
+use crate::tixngo::client::{ClientBuildError, HttpClientError, http_client_with_ca};
 use crate::tixngo::template::{TemplateError, TicketTemplate};
 use crate::tixngo::{TicketDocument, TixngoClient, mapping};
 
@@ -64,9 +64,9 @@ pub struct Organizations {
 /// Why the organizations could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum OrganizationsError {
-    /// The shared HTTP client could not be built (TLS set-up).
-    #[error("cannot build the TIXnGO HTTP client")]
-    Http(#[source] reqwest::Error),
+    /// An HTTP client could not be built (TLS set-up, CA file).
+    #[error(transparent)]
+    Http(#[from] HttpClientError),
     /// One interface's client could not be built.
     #[error(transparent)]
     Client(#[from] ClientBuildError),
@@ -76,12 +76,22 @@ pub enum OrganizationsError {
 }
 
 impl Organizations {
-    /// Builds every organization's client over one shared connection pool.
+    /// Builds every organization's client; interfaces trusting the same CA file (or none)
+    /// share one connection pool.
     pub fn new(settings: &Settings) -> Result<Self, OrganizationsError> {
-        let http = http_client(&settings.tixngo).map_err(OrganizationsError::Http)?;
+        let mut pools: HashMap<Option<&std::path::Path>, reqwest::Client> = HashMap::new();
         let mut by_code = HashMap::new();
         for interface in settings.interfaces.values() {
-            let client = TixngoClient::new(http.clone(), interface, &settings.tixngo)?;
+            let ca_file = interface.ca_file.as_deref();
+            let http = match pools.get(&ca_file) {
+                Some(http) => http.clone(),
+                None => {
+                    let http = http_client_with_ca(&settings.tixngo, ca_file)?;
+                    pools.insert(ca_file, http.clone());
+                    http
+                }
+            };
+            let client = TixngoClient::new(http, interface, &settings.tixngo)?;
             let breaker = Breaker::new(
                 settings.tixngo.breaker_threshold,
                 settings.tixngo.breaker_open_for,

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::{Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 
-use crate::config::{AmqpSettings, redact_url};
+use crate::config::{AmqpSettings, AmqpTlsSettings, redact_url};
+use crate::tls::TlsFileError;
 
 /// Why the broker could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,12 @@ pub enum BrokerError {
         /// How long we waited.
         after: Duration,
     },
+    /// A TLS file of `[amqp.tls]` cannot be used (it changed since the configuration check).
+    #[error("cannot set up TLS to RabbitMQ: {0}")]
+    TlsFile(#[from] TlsFileError),
+    /// lapin's runtime could not be set up.
+    #[error("cannot set up the AMQP runtime")]
+    Runtime(#[source] lapin::Error),
     /// An AMQP operation failed on an open connection.
     #[error("RabbitMQ {operation} failed")]
     Amqp {
@@ -52,7 +60,14 @@ pub async fn connect(settings: &AmqpSettings, role: &str) -> Result<Connection, 
     let name = format!("{} {role} pid={}", settings.connection_name, std::process::id());
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     let timeout = Duration::from_secs(15);
-    match tokio::time::timeout(timeout, Connection::connect(url, properties)).await {
+    let tls = tls_config(&settings.tls)?;
+    let runtime = lapin::runtime::default_runtime().map_err(BrokerError::Runtime)?;
+    match tokio::time::timeout(
+        timeout,
+        Connection::connect_with_config(url, properties, tls, runtime),
+    )
+    .await
+    {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(source)) => Err(BrokerError::Connect {
             url: redact_url(url),
@@ -63,4 +78,32 @@ pub async fn connect(settings: &AmqpSettings, role: &str) -> Result<Connection, 
             after: timeout,
         }),
     }
+}
+
+/// lapin's TLS settings from `[amqp.tls]`, files read at each connection so a renewed certificate
+/// is picked up on the next reconnect. lapin (rustls) adds `cert_chain` to the system roots and
+/// takes the client identity as PEM certificate chain plus unencrypted PEM key.
+fn tls_config(settings: &AmqpTlsSettings) -> Result<OwnedTLSConfig, TlsFileError> {
+    let cert_chain = match &settings.ca_file {
+        Some(path) => {
+            let pem = crate::tls::read_file(path)?;
+            crate::tls::parse_certificates(path, &pem)?;
+            Some(String::from_utf8(pem).map_err(|_| TlsFileError::Pem {
+                path: path.clone(),
+                detail: "not UTF-8 text".into(),
+            })?)
+        }
+        None => None,
+    };
+    let identity = match (&settings.client_cert_file, &settings.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let pem = crate::tls::read_file(cert)?;
+            crate::tls::parse_certificates(cert, &pem)?;
+            let key_pem = crate::tls::read_file(key)?;
+            crate::tls::parse_private_key(key, &key_pem)?;
+            Some(OwnedIdentity::PKCS8 { pem, key: key_pem })
+        }
+        _ => None,
+    };
+    Ok(OwnedTLSConfig { identity, cert_chain })
 }

@@ -70,12 +70,15 @@ where
             delays = backoff(settings);
         }
         // Only a broker that cannot be reached at all stops the process at start-up (exit 69:
-        // a wrong URL or credentials should not retry forever). Anything after connecting (a
+        // a wrong URL, credentials or TLS set-up should not retry forever). Anything after connecting (a
         // declaration refused, a nacked publish on a queue still electing its leader) is
         // retried like any later failure.
         let unreachable = matches!(
             failure.error,
-            BrokerError::Connect { .. } | BrokerError::Timeout { .. }
+            BrokerError::Connect { .. }
+                | BrokerError::Timeout { .. }
+                | BrokerError::TlsFile(_)
+                | BrokerError::Runtime(_)
         );
         if !ever_connected && unreachable {
             return Err(EngineError::Unavailable {

@@ -25,11 +25,13 @@ mod simulator;
 mod state;
 mod stats;
 mod status;
+mod tls;
 mod validate;
 
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,6 +45,7 @@ pub use simulator::Simulator;
 pub use state::{ChangeRecord, HistoryEntry, TicketView, Transition, TransitionError};
 pub use stats::{CallCounts, FaultCounts, KindCounts, RequestStats, SideEffects, Stats, TenantStats};
 pub use status::{RuleViolation, Status};
+pub use tls::SimTls;
 pub use validate::{FieldError, MAX_BARCODE_CHARS, MAX_TICKET_ID_CHARS};
 
 /// Default listening address of `tixngo-bridge sim`.
@@ -165,6 +168,14 @@ pub struct SimArgs {
     /// How long a simulated timeout hangs, in seconds.
     #[arg(long, default_value_t = DEFAULT_HANG.as_secs())]
     pub hang_secs: u64,
+
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (unencrypted) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -233,7 +244,7 @@ pub fn base_url(addr: SocketAddr, org: &str) -> String {
     format!("http://{addr}/{org}/organizer/tickets")
 }
 
-/// A simulator serving HTTP in a background task. Dropping it (or [`RunningSim::shutdown`])
+/// A simulator serving HTTP (or HTTPS) in a background task. Dropping it (or [`RunningSim::shutdown`])
 /// stops the server and releases hanging calls.
 #[derive(Debug)]
 pub struct RunningSim {
@@ -241,6 +252,8 @@ pub struct RunningSim {
     pub addr: SocketAddr,
     /// Handle to the simulator's state, for setup and inspection.
     pub sim: Simulator,
+    /// `http`, or `https` when served with [`spawn_tls`].
+    scheme: &'static str,
     /// The server task, taken by `shutdown`.
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -248,12 +261,12 @@ pub struct RunningSim {
 impl RunningSim {
     /// The base URL of a tenant's API on this simulator.
     pub fn base_url(&self, org: &str) -> String {
-        base_url(self.addr, org)
+        format!("{}://{}/{org}/organizer/tickets", self.scheme, self.addr)
     }
 
-    /// The URL of the admin API (`http://{addr}/admin`).
+    /// The URL of the admin API (`http://{addr}/admin`, or `https://`).
     pub fn admin_url(&self) -> String {
-        format!("http://{}/admin", self.addr)
+        format!("{}://{}/admin", self.scheme, self.addr)
     }
 
     /// Stops the server and waits for it to finish.
@@ -287,6 +300,27 @@ pub async fn spawn(config: SimConfig, listen: SocketAddr) -> std::io::Result<Run
     Ok(RunningSim {
         addr,
         sim,
+        scheme: "http",
+        task: Some(task),
+    })
+}
+
+/// Like [`spawn`], serving HTTPS with `tls`'s certificate.
+pub async fn spawn_tls(config: SimConfig, listen: SocketAddr, tls: SimTls) -> std::io::Result<RunningSim> {
+    let sim = Simulator::new(config);
+    let listener = tls::TlsListener::new(TcpListener::bind(listen).await?, &tls)?;
+    let addr = axum::serve::Listener::local_addr(&listener)?;
+    let stop = sim.inner.shutdown.clone();
+    let app = sim.router();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    Ok(RunningSim {
+        addr,
+        sim,
+        scheme: "https",
         task: Some(task),
     })
 }
@@ -294,6 +328,10 @@ pub async fn spawn(config: SimConfig, listen: SocketAddr) -> std::io::Result<Run
 /// Runs the simulator for the CLI until `shutdown` completes.
 pub async fn serve(args: SimArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let config = args.to_config()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(SimTls::from_files(cert, key).context("--tls-cert/--tls-key")?),
+        _ => None,
+    };
     let sim = Simulator::new(config);
     let listener = TcpListener::bind(args.listen)
         .await
@@ -301,6 +339,7 @@ pub async fn serve(args: SimArgs, shutdown: impl Future<Output = ()> + Send + 's
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
+        tls = tls.is_some(),
         tenants = ?sim.tenant_names(),
         api_key_header = %args.api_key_header,
         max_batch = args.max_batch,
@@ -311,10 +350,16 @@ pub async fn serve(args: SimArgs, shutdown: impl Future<Output = ()> + Send + 's
         shutdown.await;
         stop.cancel();
     };
-    axum::serve(listener, sim.router())
-        .with_graceful_shutdown(signal)
-        .await
-        .context("simulator server failed")?;
+    match tls {
+        Some(tls) => axum::serve(tls::TlsListener::new(listener, &tls)?, sim.router())
+            .with_graceful_shutdown(signal)
+            .await
+            .context("simulator server failed")?,
+        None => axum::serve(listener, sim.router())
+            .with_graceful_shutdown(signal)
+            .await
+            .context("simulator server failed")?,
+    }
     tracing::info!("TIXnGO simulator stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! connection pool; each client adds its own base URL and API key.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -16,14 +17,44 @@ use super::error::{CallError, ErrorClass, ItemError, status_class};
 use crate::broker::headers::truncate;
 use crate::config::{Interface, TixngoSettings};
 
-/// Builds the connection pool every interface client shares.
+/// Builds a connection pool trusting the system roots only.
 pub fn http_client(settings: &TixngoSettings) -> reqwest::Result<reqwest::Client> {
+    builder(settings).build()
+}
+
+/// Builds a connection pool trusting the system roots plus, when given, the certificates of the
+/// PEM file `ca_file`. Interfaces with the same `ca_file` share one pool.
+pub fn http_client_with_ca(
+    settings: &TixngoSettings,
+    ca_file: Option<&Path>,
+) -> Result<reqwest::Client, HttpClientError> {
+    let mut builder = builder(settings);
+    if let Some(path) = ca_file {
+        let pem = crate::tls::read_file(path)?;
+        crate::tls::parse_certificates(path, &pem)?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(HttpClientError::Build)?;
+        builder = builder.tls_certs_merge(certificates);
+    }
+    builder.build().map_err(HttpClientError::Build)
+}
+
+fn builder(settings: &TixngoSettings) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .pool_max_idle_per_host(256)
         .user_agent(concat!("tixngo-bridge/", env!("CARGO_PKG_VERSION")))
-        .build()
+}
+
+/// Why a TIXnGO connection pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    /// The CA file cannot be used (it changed since the configuration check).
+    #[error(transparent)]
+    CaFile(#[from] crate::tls::TlsFileError),
+    /// reqwest refused the set-up (TLS back-end).
+    #[error("cannot build the TIXnGO HTTP client")]
+    Build(#[source] reqwest::Error),
 }
 
 /// A ticket TIXnGO accepted (or already had: idempotent repeats count as success).
@@ -344,6 +375,8 @@ impl TixngoClient {
         let error = error.without_url();
         if error.is_timeout() {
             CallError::Timeout(self.timeout)
+        } else if let Some(tls) = crate::tls::tls_failure(&error) {
+            CallError::Tls(tls)
         } else if error.is_connect() {
             CallError::Connect(crate::telemetry::chain(&error))
         } else {

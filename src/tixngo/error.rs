@@ -17,6 +17,12 @@ pub enum CallError {
     /// TCP/TLS connection failed.
     #[error("cannot connect to TIXnGO: {0}")]
     Connect(String),
+    /// The TLS handshake failed: TIXnGO's certificate is not trusted (missing `ca_file`?),
+    /// expired or for another name. Retried like a connect error: nothing is dead-lettered for
+    /// a problem the operator fixes in the configuration or TIXnGO fixes on its side, and the
+    /// organization's breaker opens so the messages wait in the first retry tier meanwhile.
+    #[error("TLS handshake with TIXnGO failed: {0} (check interfaces[].ca_file or tixngo.ca_file)")]
+    Tls(String),
     /// No answer within the configured timeout.
     #[error("TIXnGO did not answer within {0:?}")]
     Timeout(Duration),
@@ -58,6 +64,7 @@ impl CallError {
     pub fn metric_label(&self) -> String {
         match self {
             CallError::Connect(_) => "connect".to_owned(),
+            CallError::Tls(_) => "tls".to_owned(),
             CallError::Timeout(_) => "timeout".to_owned(),
             CallError::RateLimited { .. } => "429".to_owned(),
             CallError::Status { status, .. } | CallError::Protocol { status, .. } => status.to_string(),
@@ -69,6 +76,7 @@ impl CallError {
     pub fn class(&self) -> ErrorClass {
         match self {
             CallError::Connect(_)
+            | CallError::Tls(_)
             | CallError::Timeout(_)
             | CallError::RateLimited { .. }
             | CallError::Transport(_) => ErrorClass::Transient,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn amqp_base() -> url::Url {
+pub fn amqp_base() -> url::Url {
     let raw = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     url::Url::parse(&raw).expect("AMQP_URL is a URL")
 }
@@ -263,8 +263,17 @@ pub async fn spawn_app_parts(extra: &str, parts: Vec<Part>) -> TestApp {
 /// Like [`spawn_app_parts`], with the generated TOML passed through `edit` first (e.g. to give
 /// one interface a template).
 pub async fn spawn_app_edited(extra: &str, parts: Vec<Part>, edit: impl Fn(String) -> String) -> TestApp {
+    spawn_app_on(spawn_sim().await, extra, parts, edit).await
+}
+
+/// Like [`spawn_app_edited`], against a simulator the test started (e.g. over TLS).
+pub async fn spawn_app_on(
+    sim: RunningSim,
+    extra: &str,
+    parts: Vec<Part>,
+    edit: impl Fn(String) -> String,
+) -> TestApp {
     let broker = TestBroker::new().await;
-    let sim = spawn_sim().await;
     let settings = config::from_toml(&edit(test_settings_toml(&broker, &sim, extra)))
         .unwrap()
         .validate_with(|_| None)
@@ -564,6 +573,28 @@ impl SmtpSink {
     }
 
     pub async fn start_in(port: u16, reject: bool, maildir: tempfile::TempDir) -> Self {
+        Self::start_with(port, reject, maildir, &[]).await
+    }
+
+    /// A sink speaking TLS with this PEM certificate and key: `mode` is `--starttls` (offered
+    /// and required before MAIL) or `--implicit-tls` (SMTPS).
+    pub async fn start_tls(mode: &str, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let args = [
+            std::ffi::OsString::from("--tls-cert"),
+            cert.into(),
+            "--tls-key".into(),
+            key.into(),
+            mode.into(),
+        ];
+        Self::start_with(0, false, tempfile::tempdir().unwrap(), &args).await
+    }
+
+    async fn start_with(
+        port: u16,
+        reject: bool,
+        maildir: tempfile::TempDir,
+        extra_args: &[std::ffi::OsString],
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
         let python = std::env::var("SMTP_SERVER_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
         let script = std::env::var("SMTP_SINK_SCRIPT")
@@ -578,6 +609,7 @@ impl SmtpSink {
         if reject {
             command.arg("--reject");
         }
+        command.args(extra_args);
         let mut process = command
             .spawn()
             .expect("start scripts/smtp-sink.py (python3-aiosmtpd)");

@@ -16,4 +16,5 @@ mod schemas;
 mod secrets;
 mod sim;
 mod templates;
+mod tls;
 mod topology;
