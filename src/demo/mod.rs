@@ -123,7 +123,9 @@ pub enum RunError {
         reason: String,
     },
     /// Something did not happen in time.
-    #[error("timed out after {after:?} waiting for {what}; is another bridge consuming the {prefix}.* queues?")]
+    #[error(
+        "timed out after {after:?} waiting for {what}; is another bridge consuming the {prefix}.* queues?"
+    )]
     Timeout {
         /// What was still missing.
         what: String,
@@ -228,7 +230,8 @@ impl Tally {
         if event.kind == "status.changed" {
             let status = event.tixngo_status.unwrap_or_default();
             *self.summary.status_changes.entry(status.clone()).or_default() += 1;
-            self.seen_status.insert((event.ticket_id.unwrap_or_default(), status));
+            self.seen_status
+                .insert((event.ticket_id.unwrap_or_default(), status));
         } else if let Some(flow) = event.kind.strip_suffix(".succeeded") {
             self.outcomes += 1;
             *self.summary.delivered.entry(flow.to_owned()).or_default() += 1;
@@ -317,19 +320,17 @@ impl Demo {
                 ((*org).to_owned(), key)
             })
             .collect();
-        let sim_config = keys
-            .iter()
-            .fold(SimConfig::default(), |config, (org, key)| config.with_tenant(org, key));
+        let sim_config = keys.iter().fold(SimConfig::default(), |config, (org, key)| {
+            config.with_tenant(org, key)
+        });
         let sim = sim::spawn(sim_config, loopback)
             .await
             .map_err(RunError::io("cannot start the TIXnGO simulator"))?;
         let text = settings_toml(&options, &sim, sink.addr.port(), &keys);
         let settings = config::from_toml(&text)?.validate_with(|_| None)?;
         let config_file = options.output_dir.join("demo.toml");
-        write_private(&config_file, &text).map_err(RunError::io(format!(
-            "cannot write {}",
-            config_file.display()
-        )))?;
+        write_private(&config_file, &text)
+            .map_err(RunError::io(format!("cannot write {}", config_file.display())))?;
 
         let connection = broker::connect(&settings.amqp, "demo")
             .await
@@ -340,7 +341,12 @@ impl Demo {
             .map_err(BrokerError::amqp("channel.open"))?;
         let topology = Topology::new(&settings.topology);
         let mut stale: Vec<String> = topology.queues.iter().map(|q| q.name.clone()).collect();
-        stale.extend(settings.interfaces.keys().map(|org| crate::poller::token_queue(&settings, org)));
+        stale.extend(
+            settings
+                .interfaces
+                .keys()
+                .map(|org| crate::poller::token_queue(&settings, org)),
+        );
         for queue in stale {
             // A previous run's messages and status-sync tokens (which name another simulator's
             // diff position) would muddle this run's figures.
@@ -542,12 +548,10 @@ impl Demo {
             }
             match tokio::time::timeout(Duration::from_millis(200), self.events.next()).await {
                 Err(_) => {}
-                Ok(Some(Ok(delivery))) => {
-                    match serde_json::from_slice::<OutcomeEvent>(&delivery.data) {
-                        Ok(event) => tally.record(event, &self.settings),
-                        Err(error) => tracing::warn!(%error, "demo: unreadable outcome event skipped"),
-                    }
-                }
+                Ok(Some(Ok(delivery))) => match serde_json::from_slice::<OutcomeEvent>(&delivery.data) {
+                    Ok(event) => tally.record(event, &self.settings),
+                    Err(error) => tracing::warn!(%error, "demo: unreadable outcome event skipped"),
+                },
                 Ok(Some(Err(error))) => {
                     return Err(BrokerError::amqp("consume outcome events")(error).into());
                 }
@@ -676,7 +680,11 @@ impl fmt::Display for Summary {
         for (class, n) in &self.dead_letters_by_class {
             writeln!(f, "  {class:<20} {n:>4}")?;
         }
-        writeln!(f, "E-mails received by the demo's SMTP sink: {}", self.emails.len())?;
+        writeln!(
+            f,
+            "E-mails received by the demo's SMTP sink: {}",
+            self.emails.len()
+        )?;
         for mail in &self.emails {
             writeln!(f, "  to {}: {}", mail.recipients.join(", "), mail.subject)?;
         }
@@ -694,7 +702,12 @@ impl fmt::Display for Summary {
 
 /// The demo bridge's configuration: its own exchanges and queues under `prefix`, short retry
 /// tiers, a fast poller and a short notifier window, and one interface per simulator tenant.
-fn settings_toml(options: &DemoOptions, sim: &RunningSim, smtp_port: u16, keys: &[(String, String)]) -> String {
+fn settings_toml(
+    options: &DemoOptions,
+    sim: &RunningSim,
+    smtp_port: u16,
+    keys: &[(String, String)],
+) -> String {
     let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let prefix = &options.prefix;
     let mut text = format!(

@@ -257,7 +257,9 @@ async fn serve(stream: TcpStream, shared: &Shared) -> Result<(), SessionError> {
             },
             "DATA" if envelope.recipients.is_empty() => "503 5.5.1 RCPT first\r\n".into(),
             "DATA" => {
-                write.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
+                write
+                    .write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let reply = match read_data(&mut reader, &mut line).await? {
                     Some(data) => {
                         let from = envelope.from.take().unwrap_or_default();
