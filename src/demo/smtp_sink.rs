@@ -260,7 +260,7 @@ async fn serve(stream: TcpStream, shared: &Shared) -> Result<(), SessionError> {
                 write
                     .write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
-                let reply = match read_data(&mut reader, &mut line).await? {
+                match read_data(&mut reader, &mut line).await? {
                     Some(data) => {
                         let from = envelope.from.take().unwrap_or_default();
                         let recipients = std::mem::take(&mut envelope.recipients);
@@ -272,8 +272,7 @@ async fn serve(stream: TcpStream, shared: &Shared) -> Result<(), SessionError> {
                         envelope.recipients.clear();
                         format!("552 5.3.4 message larger than {MAX_MESSAGE} bytes\r\n")
                     }
-                };
-                reply
+                }
             }
             "RSET" => {
                 envelope.from = None;

@@ -242,7 +242,7 @@ async fn a_second_demo_run_on_the_same_broker_counts_only_its_own_work() {
         "{second}"
     );
     assert_eq!(first.emails.len(), second.emails.len(), "{second}");
-    assert!(second.status_changes.get("TRANSFERRED").is_some(), "{second}");
+    assert!(second.status_changes.contains_key("TRANSFERRED"), "{second}");
     let mails = std::fs::read_dir(output.path().join("mail")).unwrap().count();
     assert_eq!(mails, second.emails.len(), "the first run's e-mails were cleared");
 }
