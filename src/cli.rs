@@ -124,10 +124,11 @@ pub struct DemoArgs {
     pub config: ConfigArg,
     /// Publish the mix to the configured broker and exit, leaving the work to running bridges
     /// (the docker-compose demo's publisher).
-    #[arg(long, conflicts_with_all = ["keep_running", "amqp_url", "prefix", "output_dir", "timeout"])]
+    #[arg(long, conflicts_with_all = ["keep_running", "prefix", "output_dir", "timeout"])]
     pub publish_only: bool,
     /// The RabbitMQ to use (default: the configuration file's, else
-    /// amqp://guest:guest@127.0.0.1:5672/%2f).
+    /// amqp://guest:guest@127.0.0.1:5672/%2f). Ignored with --publish-only, which publishes
+    /// where the configuration says (so an AMQP_URL in the environment does not conflict).
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// Prefix of the demo's queues and exchanges (must contain "demo": the demo empties the
@@ -461,7 +462,7 @@ async fn demo(args: DemoArgs, shutdown: CancellationToken) -> ExitCode {
     match summary {
         Ok(summary) => {
             println!("\n{summary}");
-            print!("{}", demo.where_next(&program, args.keep_running));
+            print!("{}", demo.where_next(&summary, &program, args.keep_running));
         }
         Err(error) => {
             let _ = demo.stop().await;

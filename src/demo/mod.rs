@@ -566,8 +566,9 @@ impl Demo {
     }
 
     /// Where to look after the demo: commands that work with its settings, and files. `program`
-    /// is how to call this binary; `running` adds the live addresses (`--keep-running`).
-    pub fn where_next(&self, program: &str, running: bool) -> String {
+    /// is how to call this binary; `running` adds the live addresses (`--keep-running`) and a
+    /// ticket of `summary`'s run to move in the simulator.
+    pub fn where_next(&self, summary: &Summary, program: &str, running: bool) -> String {
         let prefix = &self.options.prefix;
         let config = shell_quote(&self.config_file.display().to_string());
         let (host, vhost) = url::Url::parse(self.options.amqp_url.expose_secret())
@@ -601,10 +602,13 @@ impl Demo {
             if let Some(address) = self.http_address {
                 text.push_str(&format!("                  live: http://{address}/metrics\n"));
             }
+            let admin = self.sim.admin_url();
+            let ticket = ticket_id(&summary.run, ORGANIZATIONS[0], 4);
+            let ticket_url = format!("{admin}/tenants/{}/tickets/{ticket}", ORGANIZATIONS[0]);
             text.push_str(&format!(
-                "  simulator       {}/stats, {}/tenants/ACME/tickets\n",
-                self.sim.admin_url(),
-                self.sim.admin_url()
+                "  simulator       {admin}/stats and {ticket_url}\n                  \
+                 move it: curl -X POST -H 'content-type: application/json' -d '{{\"to\":\"DOWNLOADED\"}}' {ticket_url}/transition\n                  \
+                 (the poller reports it as status.changed within a second)\n"
             ));
         }
         text.push_str(&format!(

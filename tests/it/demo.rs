@@ -54,7 +54,7 @@ async fn the_self_contained_demo_delivers_the_mix_and_sums_it_up() {
     let mut demo = Demo::start(options).await.unwrap();
     let summary = demo.run().await.unwrap();
     let orgs = demo.settings().interfaces.len();
-    let where_next = demo.where_next("tixngo-bridge", false);
+    let where_next = demo.where_next(&summary, "tixngo-bridge", true);
     demo.stop().await.unwrap();
 
     let text = summary.to_string();
