@@ -6,11 +6,17 @@ use crate::cli::LogFormat;
 
 /// Installs the global subscriber; `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
+    init_with_default(format, "info");
+}
+
+/// Installs the global subscriber; `RUST_LOG` filters, else `default` (the demo prints its own
+/// progress and keeps the bridge's logs to errors).
+pub fn init_with_default(format: LogFormat, default: &str) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output = match format {
         LogFormat::Pretty => output.boxed(),

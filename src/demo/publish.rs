@@ -1,8 +1,8 @@
-//! `tixngo-bridge demo --publish-only`: publishes a realistic mix of S-360 messages to the
-//! configured broker, as S-360 would, for the docker-compose demo and for trying a deployment:
-//! one injection of every product kind per organization (from `schemas/examples/`), a control
-//! and a cancellation, and a few broken messages that must end as `invalid-message` dead letters
-//! (and so as notifier e-mails). Ticket ids carry a fresh run id, so every run is new work.
+//! The mix `demo` publishes, as S-360 would: one injection of every product kind per
+//! organization (from `schemas/examples/`), a control and a cancellation, and a few broken
+//! messages that must end as `invalid-message` dead letters (and so as notifier e-mails). Ticket
+//! ids carry a fresh run id, so every run is new work. `demo --publish-only` sends it alone (the
+//! docker-compose demo's publisher); the full `demo` sends it to its own embedded bridge.
 
 use std::collections::BTreeMap;
 
@@ -16,15 +16,15 @@ use crate::flows::Flow;
 
 /// The injection examples, one per product kind, embedded so the binary needs no files.
 const INJECTIONS: [&str; 6] = [
-    include_str!("../schemas/examples/inject-match.json"),
-    include_str!("../schemas/examples/inject-event.json"),
-    include_str!("../schemas/examples/inject-open-pass.json"),
-    include_str!("../schemas/examples/inject-service.json"),
-    include_str!("../schemas/examples/inject-membership-card.json"),
-    include_str!("../schemas/examples/inject-season-ticket.json"),
+    include_str!("../../schemas/examples/inject-match.json"),
+    include_str!("../../schemas/examples/inject-event.json"),
+    include_str!("../../schemas/examples/inject-open-pass.json"),
+    include_str!("../../schemas/examples/inject-service.json"),
+    include_str!("../../schemas/examples/inject-membership-card.json"),
+    include_str!("../../schemas/examples/inject-season-ticket.json"),
 ];
-const CONTROL: &str = include_str!("../schemas/examples/control.json");
-const CANCEL: &str = include_str!("../schemas/examples/cancel.json");
+const CONTROL: &str = include_str!("../../schemas/examples/control.json");
+const CANCEL: &str = include_str!("../../schemas/examples/cancel.json");
 
 /// Why the demo could not publish.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,12 @@ pub struct Published {
     pub broken: usize,
 }
 
+/// The id of the `n`th injection (0-based, in `schemas/examples/` order: match, event, open
+/// pass, service, membership card, season ticket) of `organization` in run `run`.
+pub fn ticket_id(run: &str, organization: &str, n: usize) -> String {
+    format!("DEMO-{run}-{organization}-{n}")
+}
+
 /// Publishes the mix with publisher confirms and returns what was sent.
 pub async fn publish_mix(settings: &Settings) -> Result<Published, DemoError> {
     let (connection, publisher) = broker::open_publisher(settings, "demo").await?;
@@ -63,7 +69,7 @@ pub async fn publish_mix(settings: &Settings) -> Result<Published, DemoError> {
     for organization in settings.interfaces.keys() {
         let mut ids = Vec::new();
         for (n, example) in INJECTIONS.iter().enumerate() {
-            let id = format!("DEMO-{run}-{organization}-{n}");
+            let id = ticket_id(&run, organization, n);
             let mut message: Value = serde_json::from_str(example)?;
             message["organization"] = json!(organization);
             message["ticket_id"] = json!(id);
