@@ -160,8 +160,8 @@ pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
 pub struct WorkerSettings {
     /// Unacked deliveries the broker may push to one consumer (AMQP `basic.qos`).
     pub prefetch: u16,
-    /// Messages of one flow waiting for or inside a TIXnGO call at once in this process; bounds
-    /// TIXnGO concurrency (settling them is bounded by `prefetch`).
+    /// Messages of one flow in a batch or inside a TIXnGO call at once in this process; bounds
+    /// TIXnGO concurrency (decoding and settling are bounded by `prefetch`).
     pub max_in_flight: usize,
     /// Quick in-process retries of a transient failure before moving to the first delay tier.
     pub in_process_retries: usize,

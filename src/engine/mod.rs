@@ -12,7 +12,7 @@ pub mod decode;
 pub mod settle;
 pub mod supervisor;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -86,10 +86,10 @@ pub struct Item<P> {
     pub known: Known,
     /// The request part.
     pub prepared: P,
-    /// One unit of the flow's `max_in_flight` bound, held while the message waits for or is
-    /// inside a TIXnGO call and given back as soon as its answer is known: settling (outcome
-    /// event, confirm, ack) is bounded by `prefetch`, and holding the unit through it would
-    /// cap throughput below `max_in_flight / latency` (Little's law).
+    /// One unit of the flow's `max_in_flight` bound, taken when the message joins a batch and
+    /// given back as soon as TIXnGO has answered for it: decoding before and settling after
+    /// (outcome event, confirm, ack) are bounded by `prefetch`, and holding the unit through
+    /// them would cap throughput below `max_in_flight / latency` (Little's law).
     call_slot: Option<OwnedSemaphorePermit>,
     /// Counts the message in the `in_flight` gauge until it is settled (dropped).
     _held: InFlight,
@@ -163,9 +163,92 @@ struct Session<H> {
 }
 
 /// Messages of one organization waiting to fill a batch.
+/// A batch being filled for one organization.
 struct Pending<P> {
+    /// Its messages, each holding an in-flight unit.
     items: Vec<Item<P>>,
+    /// When it is sent even if not full (`batch_linger` after its first message).
     deadline: Instant,
+}
+
+/// Decoded messages on their way into TIXnGO calls. Decoding does not wait for an in-flight
+/// unit, so a freed unit finds its next message ready and the next call starts at once.
+struct Batcher<P> {
+    /// Decoded messages (with their organization) waiting for a unit, oldest first; bounded by
+    /// `prefetch`.
+    ready: VecDeque<(String, Item<P>)>,
+    /// Per organization, the batch being filled.
+    filling: HashMap<String, Pending<P>>,
+    /// The flow's `max_in_flight` units.
+    units: Arc<Semaphore>,
+    /// Largest batch of one call.
+    batch_max: usize,
+    /// How long a batch waits to fill.
+    linger: std::time::Duration,
+}
+
+/// Batches to send now, with their organization.
+type Batches<P> = Vec<(String, Vec<Item<P>>)>;
+
+impl<P> Batcher<P> {
+    fn next_deadline(&self) -> Option<Instant> {
+        self.filling.values().map(|p| p.deadline).min()
+    }
+
+    /// Gives waiting messages free units (`first` and whatever is free) and returns the batches
+    /// that are full, or all of them once every unit is taken: no message can join a waiting batch
+    /// before a call ends, so lingering would only add latency.
+    fn dispatch(&mut self, mut first: Option<OwnedSemaphorePermit>) -> Batches<P> {
+        let mut send = Vec::new();
+        while !self.ready.is_empty() {
+            let Some(unit) = first
+                .take()
+                .or_else(|| self.units.clone().try_acquire_owned().ok())
+            else {
+                break;
+            };
+            let Some((org, mut item)) = self.ready.pop_front() else {
+                break;
+            };
+            item.call_slot = Some(unit);
+            let linger = self.linger;
+            let entry = self.filling.entry(org.clone()).or_insert_with(|| Pending {
+                items: Vec::with_capacity(self.batch_max),
+                deadline: Instant::now() + linger,
+            });
+            entry.items.push(item);
+            if (entry.items.len() >= self.batch_max || linger.is_zero())
+                && let Some(batch) = self.filling.remove(&org)
+            {
+                send.push((org, batch.items));
+            }
+        }
+        if self.units.available_permits() == 0 {
+            send.extend(self.filling_batches());
+        }
+        send
+    }
+
+    /// The batches whose linger ended.
+    fn due(&mut self, now: Instant) -> Batches<P> {
+        let due: Vec<String> = self
+            .filling
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(org, _)| org.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|org| self.filling.remove(&org).map(|batch| (org, batch.items)))
+            .collect()
+    }
+
+    /// Every batch being filled, full or not.
+    fn filling_batches(&mut self) -> Batches<P> {
+        self.filling
+            .drain()
+            .map(|(org, batch)| (org, batch.items))
+            .collect()
+    }
 }
 
 impl<H: FlowHandler> Session<H> {
@@ -236,37 +319,29 @@ impl<H: FlowHandler> Session<H> {
             publisher,
             self.metrics.clone(),
         ));
-        let semaphore = Arc::new(Semaphore::new(settings.worker.max_in_flight));
+        let units = Arc::new(Semaphore::new(settings.worker.max_in_flight));
         let tracker = TaskTracker::new();
-        let batch_max = self.handler.batch_max(settings.worker.batch_max).max(1);
-        let linger = settings.worker.batch_linger;
-        let mut pending: HashMap<String, Pending<H::Prepared>> = HashMap::new();
-        let mut permit: Option<OwnedSemaphorePermit> = None;
+        let mut batcher = Batcher {
+            ready: VecDeque::new(),
+            filling: HashMap::new(),
+            units: units.clone(),
+            batch_max: self.handler.batch_max(settings.worker.batch_max).max(1),
+            linger: settings.worker.batch_linger,
+        };
+        // The broker sends at most `prefetch` unacked deliveries; this only guards the buffer.
+        let ready_cap = usize::from(settings.worker.prefetch);
 
         let outcome = loop {
-            let next_deadline = pending.values().map(|p| p.deadline).min();
-            tokio::select! {
+            let next_deadline = batcher.next_deadline();
+            let send = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break Ok(()),
-                _ = sleep_until(next_deadline), if next_deadline.is_some() => {
-                    let now = Instant::now();
-                    let due: Vec<String> = pending
-                        .iter()
-                        .filter(|(_, p)| p.deadline <= now)
-                        .map(|(org, _)| org.clone())
-                        .collect();
-                    for org in due {
-                        if let Some(batch) = pending.remove(&org) {
-                            self.spawn_batch(&tracker, &settler, &org, batch.items);
-                        }
-                    }
-                }
-                acquired = semaphore.clone().acquire_owned(), if permit.is_none() => {
+                _ = sleep_until(next_deadline), if next_deadline.is_some() => batcher.due(Instant::now()),
+                acquired = units.clone().acquire_owned(), if !batcher.ready.is_empty() => {
                     // The semaphore is never closed.
-                    permit = acquired.ok();
+                    batcher.dispatch(acquired.ok())
                 }
-                delivery = consumer.next(), if permit.is_some() => {
-                    let Some(taken) = permit.take() else { continue };
+                delivery = consumer.next(), if batcher.ready.len() < ready_cap => {
                     let delivery = match delivery {
                         Some(Ok(delivery)) => delivery,
                         Some(Err(error)) => break Err(BrokerError::Amqp { operation: "consume", source: error }),
@@ -277,26 +352,17 @@ impl<H: FlowHandler> Session<H> {
                             )),
                         }),
                     };
-                    if let Some((org, item)) = self.accept(&settler, &tracker, delivery, taken) {
-                        let entry = pending.entry(org.clone()).or_insert_with(|| Pending {
-                            items: Vec::with_capacity(batch_max),
-                            deadline: Instant::now() + linger,
-                        });
-                        entry.items.push(item);
-                        if (entry.items.len() >= batch_max || linger.is_zero())
-                            && let Some(batch) = pending.remove(&org)
-                        {
-                            self.spawn_batch(&tracker, &settler, &org, batch.items);
+                    match self.accept(&settler, &tracker, delivery) {
+                        Some(decoded) => {
+                            batcher.ready.push_back(decoded);
+                            batcher.dispatch(None)
                         }
-                    }
-                    if semaphore.available_permits() == 0 {
-                        // Every unit is taken: no message can join a waiting batch before a call
-                        // ends, so lingering would only add latency.
-                        for (org, batch) in pending.drain() {
-                            self.spawn_batch(&tracker, &settler, &org, batch.items);
-                        }
+                        None => Vec::new(),
                     }
                 }
+            };
+            for (org, items) in send {
+                self.spawn_batch(&tracker, &settler, &org, items);
             }
         };
 
@@ -305,9 +371,12 @@ impl<H: FlowHandler> Session<H> {
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
-        for (org, batch) in pending.drain() {
-            self.spawn_batch(&tracker, &settler, &org, batch.items);
+        // Batches being filled hold their units: send them. Messages still waiting for a unit
+        // were never started; the broker redelivers them when the channel closes.
+        for (org, items) in batcher.filling_batches() {
+            self.spawn_batch(&tracker, &settler, &org, items);
         }
+        drop(batcher);
         tracker.close();
         let grace = settings.worker.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -327,7 +396,6 @@ impl<H: FlowHandler> Session<H> {
         settler: &Arc<Settler>,
         tracker: &TaskTracker,
         delivery: Delivery,
-        permit: OwnedSemaphorePermit,
     ) -> Option<(String, Item<H::Prepared>)> {
         let held = InFlight::new(self.metrics.clone(), H::FLOW);
         let max_bytes = self.settings.worker.max_message_bytes;
@@ -357,12 +425,11 @@ impl<H: FlowHandler> Session<H> {
                     delivery,
                     known,
                     prepared,
-                    call_slot: Some(permit),
+                    call_slot: None,
                     _held: held,
                 },
             )),
             Err(invalid) => {
-                drop(permit);
                 let settler = settler.clone();
                 tracker.spawn(async move {
                     settler
