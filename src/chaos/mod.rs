@@ -96,14 +96,14 @@ pub struct ChaosArgs {
     #[arg(long)]
     pub max_kills: Option<usize>,
     /// Broker fault kind.
-    #[arg(long, value_enum, default_value_t = BrokerFaults::Close)]
+    #[arg(long, value_enum, env = "TIXNGO_CHAOS_BROKER_FAULTS", default_value_t = BrokerFaults::Close)]
     pub broker_faults: BrokerFaults,
     /// Broker faults in the run, spread over the fault window.
     #[arg(long, default_value_t = 2)]
     pub broker_fault_count: usize,
     /// Shell command that restarts the broker (`--broker-faults restart`), e.g.
     /// `rabbitmqctl -n NODE stop_app && sleep 3 && rabbitmqctl -n NODE start_app`.
-    #[arg(long)]
+    #[arg(long, env = "TIXNGO_CHAOS_BROKER_RESTART_COMMAND")]
     pub broker_restart_command: Option<String>,
     /// RabbitMQ management API, for `--broker-faults close` (credentials from the AMQP URL).
     #[arg(
