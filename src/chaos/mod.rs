@@ -1115,10 +1115,10 @@ async fn await_oldest(
 
 /// A ticket's status in the simulator matches what its plan ends with.
 pub(crate) fn expected_status(follow: Follow, status: Option<Status>) -> bool {
-    match (follow, status) {
-        (Follow::None, Some(Status::Injected)) => true,
-        (Follow::Control, Some(Status::Controlled)) => true,
-        (Follow::Cancel, Some(Status::Deleted | Status::DeletionPending)) => true,
-        _ => false,
-    }
+    matches!(
+        (follow, status),
+        (Follow::None, Some(Status::Injected))
+            | (Follow::Control, Some(Status::Controlled))
+            | (Follow::Cancel, Some(Status::Deleted | Status::DeletionPending))
+    )
 }
