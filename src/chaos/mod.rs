@@ -13,26 +13,20 @@
 //!
 //! A run has its own exchanges and queues (`chaos-<run>.*`), deleted at the end.
 
+mod faults;
+mod harness;
 pub mod plan;
 pub mod report;
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
 use rand::{Rng, SeedableRng};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -40,11 +34,11 @@ use crate::broker::Topology;
 use crate::config::{self, Settings};
 use crate::flows::Flow;
 use crate::sim::{self, Faults, RunningSim, SimConfig, Status};
+use faults::{Bridges, broker_fault};
+use harness::{Observed, Published, connect, declare_observer, observe, publish};
 use plan::{Follow, Plan};
 use report::Report;
 
-/// Confirms outstanding before the publisher waits for the oldest.
-const CONFIRM_WINDOW: usize = 512;
 /// How often the run loop looks at faults, processes and progress.
 const TICK: Duration = Duration::from_millis(250);
 /// No outcome event for this long after the bridges stopped: S-360's view is complete.
@@ -249,34 +243,8 @@ pub async fn main(args: ChaosArgs) -> ExitCode {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// S-360's view: the outcome events the run's own queue received.
-#[derive(Debug, Default)]
-struct Observed {
-    /// Event message ids already counted (a redelivery to the harness is not a duplicate).
-    event_ids: HashSet<String>,
-    /// Events per (routing key, ticket id).
-    events: HashMap<(String, String), u32>,
-    /// S-360 message ids named by `*.dead-lettered` events.
-    dead_lettered: HashSet<String>,
-    /// When the last event arrived.
-    last_event: Option<Instant>,
-    /// Times the event consumer had to reconnect.
-    reconnects: u64,
-}
-
-/// Publisher figures.
-#[derive(Debug, Default, Clone, Copy)]
-struct Published {
-    /// Messages confirmed by the broker.
-    confirmed: usize,
-    /// Messages sent again after a connection loss left them unconfirmed.
-    republished: usize,
-    /// Times the publisher had to reconnect.
-    reconnects: u64,
 }
 
 /// Runs the scenario and returns its report.
@@ -396,40 +364,6 @@ fn settings_toml(args: &ChaosArgs, run: &str, sim: &RunningSim, keys: &[(String,
         ));
     }
     text
-}
-
-async fn connect(url: &SecretString, name: &str) -> Result<Connection, lapin::Error> {
-    Connection::connect(
-        url.expose_secret(),
-        ConnectionProperties::default().with_connection_name(name.into()),
-    )
-    .await
-}
-
-/// The harness's own durable queue of every outcome event (S-360's view).
-async fn declare_observer(channel: &Channel, queue: &str, exchange: &str) -> Result<(), lapin::Error> {
-    let mut quorum = FieldTable::default();
-    quorum.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            quorum,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Everything a run shares.
@@ -739,378 +673,6 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// The bridge processes.
-struct Bridges {
-    /// This binary (or `--binary`).
-    binary: PathBuf,
-    /// The configuration file.
-    config: PathBuf,
-    /// Per slot: the process and its stderr log.
-    children: Vec<(Child, PathBuf)>,
-    /// SIGKILLs sent.
-    kills: usize,
-    /// Processes that ended on their own (restarted).
-    unexpected_exits: usize,
-}
-
-impl Bridges {
-    fn start(context: &Context<'_>, n: usize) -> Result<Self, ChaosError> {
-        let binary = match &context.args.binary {
-            Some(binary) => binary.clone(),
-            None => std::env::current_exe()?,
-        };
-        let mut bridges = Bridges {
-            binary,
-            config: context.config_path.clone(),
-            children: Vec::new(),
-            kills: 0,
-            unexpected_exits: 0,
-        };
-        for i in 0..n {
-            let log = context.dir.join(format!("bridge-{i}.log"));
-            let child = bridges.spawn(&log)?;
-            bridges.children.push((child, log));
-        }
-        Ok(bridges)
-    }
-
-    fn spawn(&self, log: &std::path::Path) -> Result<Child, ChaosError> {
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        Ok(Command::new(&self.binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--flows", "inject,cancel,control"])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env_remove("TIXNGO_BRIDGE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()?)
-    }
-
-    /// SIGKILLs one process and starts its replacement.
-    async fn kill_random(&mut self, rng: &mut impl Rng) -> Result<(), ChaosError> {
-        let slot = rng.random_range(0..self.children.len());
-        let (child, log) = &mut self.children[slot];
-        child.start_kill()?;
-        let _ = child.wait().await;
-        self.kills += 1;
-        let log = log.clone();
-        self.children[slot].0 = self.spawn(&log)?;
-        Ok(())
-    }
-
-    /// Restarts processes that ended on their own (e.g. exit 69: broker down at start-up).
-    fn restart_exited(&mut self) -> Result<(), ChaosError> {
-        for slot in 0..self.children.len() {
-            if let Ok(Some(_)) = self.children[slot].0.try_wait() {
-                self.unexpected_exits += 1;
-                let log = self.children[slot].1.clone();
-                self.children[slot].0 = self.spawn(&log)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, then SIGKILL after 30 s; returns the log files.
-    async fn stop(self) -> Vec<PathBuf> {
-        for (child, _) in &self.children {
-            if let Some(pid) = child.id() {
-                // `kill` (the command) sends SIGTERM without unsafe code.
-                let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .await;
-            }
-        }
-        let mut logs = Vec::new();
-        for (mut child, log) in self.children {
-            if tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
-            logs.push(log);
-        }
-        logs
-    }
-}
-
-/// One broker fault: the restart command, or closing the run's connections.
-async fn broker_fault(args: ChaosArgs, prefix: String) -> Result<(), String> {
-    match args.broker_faults {
-        BrokerFaults::None => Ok(()),
-        BrokerFaults::Restart => {
-            let command = args.broker_restart_command.unwrap_or_default();
-            let status = Command::new("sh")
-                .args(["-c", &command])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .await
-                .map_err(|e| format!("broker restart command: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("broker restart command exited {status}"))
-            }
-        }
-        BrokerFaults::Close => close_connections(&args, &prefix).await.map(|_| ()),
-    }
-}
-
-/// Force-closes every connection of the run (its name starts with `prefix`) on the AMQP URL's
-/// vhost, through the management API. Returns how many were closed.
-pub async fn close_connections(args: &ChaosArgs, prefix: &str) -> Result<usize, String> {
-    let amqp = url::Url::parse(args.amqp_url.expose_secret()).map_err(|_| "the AMQP URL is not a URL")?;
-    let user = percent_decode(amqp.username());
-    let password = amqp.password().map(percent_decode);
-    let vhost = match amqp.path().trim_start_matches('/') {
-        "" => "/".to_owned(),
-        path => percent_decode(path),
-    };
-    let encode = |s: &str| -> String {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
-    let base = args.management_url.trim_end_matches('/');
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let list: Vec<Value> = http
-        .get(format!("{base}/api/vhosts/{}/connections", encode(&vhost)))
-        .basic_auth(&user, password.as_deref())
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("management API: {}", e.without_url()))?
-        .json()
-        .await
-        .map_err(|e| format!("management API: {}", e.without_url()))?;
-    let mut closed = 0;
-    for connection in &list {
-        let client_name = connection["client_properties"]["connection_name"]
-            .as_str()
-            .unwrap_or_default();
-        let Some(name) = connection["name"].as_str() else {
-            continue;
-        };
-        if !client_name.starts_with(prefix) {
-            continue;
-        }
-        let response = http
-            .delete(format!("{base}/api/connections/{}", encode(name)))
-            .basic_auth(&user, password.as_deref())
-            .send()
-            .await;
-        if response.is_ok_and(|r| r.status().is_success()) {
-            closed += 1;
-        }
-    }
-    Ok(closed)
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
-}
-
-/// Consumes the run's outcome-event queue until `stop`, reconnecting whenever the connection
-/// is lost.
-async fn observe(
-    url: SecretString,
-    name: String,
-    queue: String,
-    observed: Arc<Mutex<Observed>>,
-    stop: CancellationToken,
-) {
-    let mut first = true;
-    while !stop.is_cancelled() {
-        if !first {
-            lock(&observed).reconnects += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        first = false;
-        let session = async {
-            let connection = connect(&url, &name).await?;
-            let channel = connection.create_channel().await?;
-            channel.basic_qos(500, Default::default()).await?;
-            let mut consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    "chaos-observer".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            while let Some(delivery) = consumer.next().await {
-                let delivery = delivery?;
-                record(&observed, &delivery);
-                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-            }
-            Ok::<(), lapin::Error>(())
-        };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = session => {}
-        }
-    }
-}
-
-fn record(observed: &Mutex<Observed>, delivery: &lapin::message::Delivery) {
-    let kind = delivery.routing_key.to_string();
-    let Ok(body) = serde_json::from_slice::<Value>(&delivery.data) else {
-        return;
-    };
-    let event_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    let mut observed = lock(observed);
-    observed.last_event = Some(Instant::now());
-    if !event_id.is_empty() && !observed.event_ids.insert(event_id) {
-        return;
-    }
-    if kind.ends_with(".dead-lettered")
-        && let Some(id) = body["message_id"].as_str()
-    {
-        observed.dead_lettered.insert(id.to_owned());
-    }
-    let ticket = body["ticket_id"].as_str().unwrap_or_default().to_owned();
-    *observed.events.entry((kind, ticket)).or_default() += 1;
-}
-
-/// Publishes the plan's messages with confirms, paced at `rate` per second, reconnecting and
-/// sending again whatever was not confirmed when a connection is lost.
-async fn publish(
-    url: SecretString,
-    name: String,
-    exchange: String,
-    plan: Arc<Plan>,
-    rate: f64,
-    published: Arc<Mutex<Published>>,
-    stop: CancellationToken,
-) {
-    let started = Instant::now();
-    let mut confirmed = 0usize;
-    let mut first = true;
-    while confirmed < plan.messages.len() && !stop.is_cancelled() {
-        if !first {
-            lock(&published).reconnects += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        first = false;
-        let from = confirmed;
-        let mut sent = from;
-        let session = publish_session(
-            &url,
-            &name,
-            &exchange,
-            &plan,
-            rate,
-            started,
-            &mut confirmed,
-            &mut sent,
-        );
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = session => {}
-        }
-        let mut p = lock(&published);
-        p.confirmed = confirmed;
-        if sent > confirmed {
-            p.republished += sent - confirmed;
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn publish_session(
-    url: &SecretString,
-    name: &str,
-    exchange: &str,
-    plan: &Plan,
-    rate: f64,
-    started: Instant,
-    confirmed: &mut usize,
-    sent: &mut usize,
-) -> Result<(), String> {
-    let text = |e: lapin::Error| e.to_string();
-    let connection = connect(url, name).await.map_err(text)?;
-    let channel = connection.create_channel().await.map_err(text)?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(text)?;
-    let mut outstanding: VecDeque<lapin::PublisherConfirm> = VecDeque::new();
-    while *sent < plan.messages.len() {
-        if rate > 0.0 {
-            let due = started + Duration::from_secs_f64(*sent as f64 / rate);
-            if due > Instant::now() {
-                tokio::time::sleep_until(due).await;
-            }
-        }
-        let message = &plan.messages[*sent];
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_message_id(message.message_id.as_str().into())
-            .with_app_id("tixngo-bridge-chaos".into())
-            .with_delivery_mode(2);
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                message.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &message.body,
-                properties,
-            )
-            .await
-            .map_err(text)?;
-        *sent += 1;
-        outstanding.push_back(confirm);
-        while outstanding.len() > CONFIRM_WINDOW {
-            await_oldest(&mut outstanding, confirmed).await?;
-        }
-    }
-    while !outstanding.is_empty() {
-        await_oldest(&mut outstanding, confirmed).await?;
-    }
-    let _ = channel.close(200, "bye".into()).await;
-    let _ = connection.close(200, "bye".into()).await;
-    Ok(())
-}
-
-/// Waits for the oldest outstanding confirm; anything but a plain ack means "send it again".
-async fn await_oldest(
-    outstanding: &mut VecDeque<lapin::PublisherConfirm>,
-    confirmed: &mut usize,
-) -> Result<(), String> {
-    if let Some(confirm) = outstanding.pop_front() {
-        match confirm.await.map_err(|e| e.to_string())? {
-            Confirmation::Ack(None) => *confirmed += 1,
-            _ => return Err("the broker refused or returned a message".to_owned()),
-        }
-    }
-    Ok(())
 }
 
 /// A ticket's status in the simulator matches what its plan ends with.
