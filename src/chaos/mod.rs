@@ -274,6 +274,10 @@ pub async fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("tixngo-chaos-{run}"));
     std::fs::create_dir(&dir)?;
+    let mut run_dir = RunDir {
+        path: dir.clone(),
+        keep: true,
+    };
     let config_path = dir.join("bridge.toml");
     crate::bench::write_private(&config_path, &SecretString::from(toml))?;
     let url = args.amqp_url.clone();
@@ -303,14 +307,27 @@ pub async fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
     report.run = run;
     report.started_at = started_at;
     report.duration_s = started.elapsed().as_secs_f64();
-    report.log_dir = if report.passed {
-        let _ = std::fs::remove_dir_all(&dir);
-        None
-    } else {
-        let _ = std::fs::remove_file(dir.join("bridge.toml"));
-        Some(dir.display().to_string())
-    };
+    run_dir.keep = !report.passed;
+    report.log_dir = run_dir.keep.then(|| dir.display().to_string());
     Ok(report)
+}
+
+/// The run's temporary directory: its configuration file (secrets) is always removed, the
+/// bridges' logs only when the run passed.
+struct RunDir {
+    /// The directory.
+    path: PathBuf,
+    /// Keep the logs (a failed or aborted run).
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path.join("bridge.toml"));
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 fn check(args: &ChaosArgs) -> Result<(), ChaosError> {
