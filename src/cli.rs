@@ -102,6 +102,10 @@ pub enum Command {
     /// Benchmark a flow end to end against the local RabbitMQ and an embedded simulator, and in
     /// the same run a bare lapin + reqwest baseline over the same tickets (docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
+    /// Prove reliability: many tickets through several bridge processes while processes are
+    /// SIGKILLed, the broker fails and TIXnGO errs, then a reconciliation of losses, duplicates
+    /// and dead letters; exit 1 unless none is wrong (docs/reliability.md).
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 impl Command {
@@ -351,6 +355,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => status(&config, &organization, &ticket_id, json).await,
         Command::Dlq(command) => crate::dlq::run(command, shutdown).await,
         Command::Bench(args) => crate::bench::main(args).await,
+        Command::Chaos(args) => crate::chaos::main(args).await,
         Command::Sim(args) => report(
             crate::sim::serve(args, async move { shutdown.cancelled().await })
                 .await

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -355,6 +355,43 @@ fn settings_toml(args: &BenchArgs, run: &str, sim: &RunningSim, api_key: &str) -
     )
 }
 
+/// Writes a new file readable by this user only (bridge configurations hold the AMQP password
+/// and API keys); fails if it exists.
+pub(crate) fn write_private(path: &std::path::Path, text: &SecretString) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.expose_secret().as_bytes())
+}
+
+/// Deletes a run's queues (the topology's and `extra`) and exchanges, best effort.
+pub(crate) async fn delete_topology(connection: &Connection, settings: &Settings, extra: &[String]) {
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let topology = Topology::new(&settings.topology);
+    let queues = topology
+        .queues
+        .iter()
+        .map(|q| q.name.clone())
+        .chain(extra.iter().cloned());
+    for queue in queues {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in &topology.exchanges {
+        let _ = channel
+            .exchange_delete(exchange.name.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = channel.close(200, "bye".into()).await;
+}
+
 /// Who consumes during a phase.
 enum Consumers {
     /// The bridge inside this process.
@@ -748,16 +785,9 @@ impl Scenario<'_> {
     /// Writes the bridge configuration (it holds the AMQP password and the API key) readable by
     /// this user only.
     fn write_config(&mut self) -> Result<PathBuf, BenchError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = std::env::temp_dir().join(format!("tixngo-bench-{}.toml", self.run));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+        write_private(&path, &self.settings_toml)?;
         self.temp_files.push(path.clone());
-        file.write_all(self.settings_toml.expose_secret().as_bytes())?;
         Ok(path)
     }
 
@@ -827,26 +857,7 @@ impl Scenario<'_> {
         for path in self.temp_files.drain(..) {
             let _ = std::fs::remove_file(path);
         }
-        let Ok(channel) = self.connection.create_channel().await else {
-            return;
-        };
-        let topology = Topology::new(&self.settings.topology);
-        let queues = topology
-            .queues
-            .iter()
-            .map(|q| q.name.clone())
-            .chain([self.baseline_queue()]);
-        for queue in queues {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for exchange in &topology.exchanges {
-            let _ = channel
-                .exchange_delete(exchange.name.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
-        let _ = channel.close(200, "bye".into()).await;
+        delete_topology(&self.connection, &self.settings, &[self.baseline_queue()]).await;
         let _ = self.connection.close(200, "bye".into()).await;
     }
 }

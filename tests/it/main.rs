@@ -1,5 +1,6 @@
 //! The one integration-test binary: every module below talks to real parts.
 mod bench;
+mod chaos;
 mod client;
 mod config;
 mod contract;
