@@ -611,15 +611,21 @@ impl Scenario<'_> {
         let calls_before = self.calls();
         let mut publisher = load::Publisher::open(&self.connection).await?;
         let self_before = ProcUsage::read("self");
+        let broker_before;
+        let bench_before;
         let (consumers, started, backlog, publishing) = match args.rate {
             None => {
                 let published =
                     load::publish_all(&mut publisher, &exchange, &routing_key, &bodies, None).await?;
                 publisher.close().await;
                 let started = Utc::now();
+                broker_before = report::broker_cpu();
+                bench_before = ProcUsage::read("self");
                 (self.start(name).await?, started, Some(published), None)
             }
             Some(rate) => {
+                broker_before = report::broker_cpu();
+                bench_before = ProcUsage::read("self");
                 let consumers = self.start(name).await?;
                 let (exchange, routing_key, bodies) = (exchange.clone(), routing_key.clone(), bodies.clone());
                 let task = tokio::spawn(async move {
@@ -633,6 +639,12 @@ impl Scenario<'_> {
         };
         let mut consumers = consumers;
         let drained = self.drain(name, tenant, &mut consumers).await;
+        let broker_cpu = broker_before
+            .zip(report::broker_cpu())
+            .map(|(before, after)| after.saturating_sub(before));
+        let bench_cpu = bench_before
+            .zip(ProcUsage::read("self"))
+            .map(|(before, after)| after.cpu.saturating_sub(before.cpu));
         let published = match publishing {
             Some(task) => Some(
                 task.await
@@ -674,6 +686,8 @@ impl Scenario<'_> {
             peak_rss_mib: peak.map(mib),
             rss_samples_mib: drained.rss_samples.into_iter().map(mib).collect(),
             cpu_s_per_1000: cpu.map(|cpu| cpu.as_secs_f64() * 1000.0 / arrived.max(1) as f64),
+            broker_cpu_s_per_1000: broker_cpu.map(|cpu| cpu.as_secs_f64() * 1000.0 / arrived.max(1) as f64),
+            bench_cpu_s_per_1000: bench_cpu.map(|cpu| cpu.as_secs_f64() * 1000.0 / arrived.max(1) as f64),
             measured_on,
             tixngo_calls: self.calls().saturating_sub(calls_before),
         })

@@ -106,6 +106,13 @@ pub struct Phase {
     pub rss_samples_mib: Vec<f64>,
     /// CPU seconds (user + system) of the consumer processes per 1,000 tickets.
     pub cpu_s_per_1000: Option<f64>,
+    /// CPU seconds of the local RabbitMQ (every `beam.smp` process on this machine) per 1,000
+    /// tickets, from the consumers' start to the last receipt (in rate mode publishing included):
+    /// where the rest of the machine's time goes. `None` when no local broker process is visible.
+    pub broker_cpu_s_per_1000: Option<f64>,
+    /// CPU seconds of the bench process itself (the simulator, and in rate mode the publisher;
+    /// with `--processes 0` the bridge too) per 1,000 tickets over the same span.
+    pub bench_cpu_s_per_1000: Option<f64>,
     /// Where the memory and CPU figures come from: `child processes` or `whole bench process`.
     pub measured_on: String,
     /// TIXnGO calls the simulator received in this phase (batching shows as calls < tickets).
@@ -180,6 +187,23 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU time of every local RabbitMQ node (`beam.smp` processes), or `None` when there is none.
+pub fn broker_cpu() -> Option<Duration> {
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name();
+        let Some(pid) = pid.to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        let is_broker = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == "beam.smp");
+        if let Some(usage) = is_broker.then(|| ProcUsage::read(pid)).flatten() {
+            total = Some(total.unwrap_or(Duration::ZERO) + usage.cpu);
+        }
+    }
+    total
+}
+
 /// The 1-minute load average.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -252,6 +276,17 @@ impl Report {
                 opt(phase.peak_rss_mib, 1),
                 opt(phase.cpu_s_per_1000, 3),
                 phase.tixngo_calls
+            );
+        }
+        for phase in std::iter::once(&self.bridge).chain(self.baseline.iter()) {
+            let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+            let _ = writeln!(
+                out,
+                "{} cpu s/1k while draining: consumers {}, RabbitMQ (local beam.smp) {}, bench process (simulator) {}",
+                phase.name,
+                opt(phase.cpu_s_per_1000),
+                opt(phase.broker_cpu_s_per_1000),
+                opt(phase.bench_cpu_s_per_1000)
             );
         }
         if let Some(ratio) = self.ratio {
