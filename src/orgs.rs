@@ -44,9 +44,8 @@ impl Organization {
         if let Some(template) = &self.template {
             return template.render(message);
         }
-        let value = mapping::to_tixngo(message);
-        let json =
-            serde_json::value::to_raw_value(&value).map_err(|e| format!("cannot encode ticket: {e}"))?;
+        let json = serde_json::value::to_raw_value(&mapping::ticket(message))
+            .map_err(|e| format!("cannot encode ticket: {e}"))?;
         Ok(TicketDocument {
             ticket_id: message.ticket_id.clone(),
             json,
