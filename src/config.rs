@@ -16,6 +16,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+/// The local RabbitMQ with its default user: `amqp.url` when none is configured, and the default
+/// of the tools that run against a local broker (`bench`, `chaos`, `demo`).
+pub const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A command-line value that is a secret (a URL with a password): kept in a `SecretString`.
+pub fn secret_arg(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
 use crate::flows::Flow;
 
 /// Default configuration file, looked up in the working directory.
@@ -86,7 +95,7 @@ pub struct AmqpTlsSettings {
 impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
-            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: SecretString::from(LOCAL_AMQP_URL),
             connection_name: "tixngo-bridge".to_owned(),
             reconnect_min_delay: Duration::from_millis(200),
             reconnect_max_delay: Duration::from_secs(10),

@@ -89,10 +89,10 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        default_value = crate::config::LOCAL_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true,
-        value_parser = parse_secret
+        value_parser = crate::config::secret_arg
     )]
     pub amqp_url: SecretString,
     /// The binary to start for bridge and baseline processes (default: this one).
@@ -105,10 +105,6 @@ pub struct BenchArgs {
 
 fn parse_flow(s: &str) -> Result<Flow, String> {
     s.parse()
-}
-
-fn parse_secret(s: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(s.to_owned()))
 }
 
 impl BenchArgs {
@@ -760,21 +756,9 @@ impl Scenario<'_> {
             let config = self.write_config()?;
             for i in 0..args.processes {
                 let log = std::env::temp_dir().join(format!("tixngo-bench-{}-bridge-{i}.log", self.run));
-                let child = Command::new(&binary)
-                    .arg("run")
-                    .arg("--config")
-                    .arg(&config)
-                    .args(["--flows", args.flow.as_str()])
-                    .env(
-                        "RUST_LOG",
-                        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-                    )
-                    .env_remove("TIXNGO_BRIDGE_CONFIG")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(&log)?)
-                    .kill_on_drop(true)
-                    .spawn()?;
+                let child =
+                    bridge_process(&binary, &config, args.flow.as_str(), std::fs::File::create(&log)?)
+                        .spawn()?;
                 children.push((child, log));
             }
         } else {
@@ -874,4 +858,31 @@ impl Scenario<'_> {
         delete_topology(&self.connection, &self.settings, &[self.baseline_queue()]).await;
         let _ = self.connection.close(200, "bye".into()).await;
     }
+}
+
+/// A bridge child process (`run --config CONFIG --flows FLOWS`) for `bench` and `chaos`: only
+/// its own configuration file counts (`TIXNGO_BRIDGE_CONFIG` removed), logs at `warn` unless
+/// `RUST_LOG` says otherwise, stderr to `stderr`, killed if its handle is dropped.
+pub(crate) fn bridge_process(
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    flows: &str,
+    stderr: std::fs::File,
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(["--flows", flows])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env_remove("TIXNGO_BRIDGE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    command
 }

@@ -49,21 +49,10 @@ impl Bridges {
 
     fn spawn(&self, log: &std::path::Path) -> Result<Child, ChaosError> {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        Ok(Command::new(&self.binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--flows", "inject,cancel,control"])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env_remove("TIXNGO_BRIDGE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()?)
+        Ok(
+            crate::bench::bridge_process(&self.binary, &self.config, "inject,cancel,control", stderr)
+                .spawn()?,
+        )
     }
 
     /// SIGKILLs one process and starts its replacement.

@@ -134,19 +134,15 @@ pub struct ChaosArgs {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        default_value = crate::config::LOCAL_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true,
-        value_parser = parse_secret
+        value_parser = crate::config::secret_arg
     )]
     pub amqp_url: SecretString,
     /// The binary to start as bridge processes (default: this one).
     #[arg(long, hide = true)]
     pub binary: Option<PathBuf>,
-}
-
-fn parse_secret(s: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(s.to_owned()))
 }
 
 impl ChaosArgs {

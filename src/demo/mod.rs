@@ -38,7 +38,7 @@ use crate::messages::OutcomeEvent;
 use crate::sim::{self, RunningSim, SimConfig, Status};
 
 /// The broker used when neither `--amqp-url` (`AMQP_URL`) nor a configuration file names one.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_AMQP_URL: &str = crate::config::LOCAL_AMQP_URL;
 /// The demo's queue prefix (and exchange prefix) by default.
 pub const DEFAULT_PREFIX: &str = "tixngo-demo";
 /// How long the demo waits for everything by default.

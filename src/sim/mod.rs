@@ -287,29 +287,24 @@ impl Drop for RunningSim {
 
 /// Starts a simulator on `listen` (port 0 allowed) and serves it in a tokio task.
 pub async fn spawn(config: SimConfig, listen: SocketAddr) -> std::io::Result<RunningSim> {
-    let sim = Simulator::new(config);
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let stop = sim.inner.shutdown.clone();
-    let app = sim.router();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    });
-    Ok(RunningSim {
-        addr,
-        sim,
-        scheme: "http",
-        task: Some(task),
-    })
+    Ok(serve_in_task(Simulator::new(config), listener, addr, "http"))
 }
 
 /// Like [`spawn`], serving HTTPS with `tls`'s certificate.
 pub async fn spawn_tls(config: SimConfig, listen: SocketAddr, tls: SimTls) -> std::io::Result<RunningSim> {
-    let sim = Simulator::new(config);
     let listener = tls::TlsListener::new(TcpListener::bind(listen).await?, &tls)?;
     let addr = axum::serve::Listener::local_addr(&listener)?;
+    Ok(serve_in_task(Simulator::new(config), listener, addr, "https"))
+}
+
+/// Serves `sim` on `listener` in a tokio task until the simulator is shut down.
+fn serve_in_task<L>(sim: Simulator, listener: L, addr: SocketAddr, scheme: &'static str) -> RunningSim
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stop = sim.inner.shutdown.clone();
     let app = sim.router();
     let task = tokio::spawn(async move {
@@ -317,12 +312,12 @@ pub async fn spawn_tls(config: SimConfig, listen: SocketAddr, tls: SimTls) -> st
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
     });
-    Ok(RunningSim {
+    RunningSim {
         addr,
         sim,
-        scheme: "https",
+        scheme,
         task: Some(task),
-    })
+    }
 }
 
 /// Runs the simulator for the CLI until `shutdown` completes.
