@@ -2,8 +2,9 @@
 //!
 //! Per flow it owns a connection session loop (connect, declare, consume, and on any failure
 //! reconnect with capped, jittered back-off), pulls deliveries up to `prefetch`, decodes and
-//! validates them, groups them per organization into micro-batches (`batch_max`,
-//! `batch_linger`), and runs at most `max_in_flight` messages at once. A flow (see
+//! validates them ahead, groups them per organization into micro-batches (`batch_max`,
+//! `batch_linger`), and keeps at most `max_in_flight` messages in batches or inside TIXnGO calls
+//! at once. A flow (see
 //! `crate::flows`) only supplies how a message becomes a TIXnGO request and which call to make.
 //! Settling a message (outcome event, retry tier or dead letter, then ack) is `settle`'s job.
 
