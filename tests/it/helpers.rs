@@ -589,7 +589,8 @@ impl SmtpSink {
         Self::start_with(0, false, tempfile::tempdir().unwrap(), &args).await
     }
 
-    async fn start_with(
+    /// Starts a sink with `extra_args` for scripts/smtp-sink.py (`--auth`, TLS options).
+    pub async fn start_with(
         port: u16,
         reject: bool,
         maildir: tempfile::TempDir,

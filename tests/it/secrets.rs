@@ -159,44 +159,19 @@ impl Drop for AmqpUser {
 
 /// scripts/smtp-sink.py requiring AUTH; killed when dropped.
 struct AuthSink {
-    port: u16,
-    maildir: tempfile::TempDir,
-    _process: tokio::process::Child,
+    sink: SmtpSink,
 }
 
 impl AuthSink {
     async fn start(user: &str, password: &str) -> Self {
-        use tokio::io::AsyncBufReadExt;
-        let maildir = tempfile::tempdir().unwrap();
-        let python = std::env::var("SMTP_SERVER_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp-sink.py");
-        let mut process = tokio::process::Command::new(python)
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port", "0", "--auth"])
-            .arg(format!("{user}:{password}"))
-            .arg("--maildir")
-            .arg(maildir.path())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start scripts/smtp-sink.py");
-        let mut lines = tokio::io::BufReader::new(process.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
-            .await
-            .expect("SMTP sink did not start")
-            .unwrap()
-            .expect("SMTP sink exited");
-        let port = line.strip_prefix("READY ").unwrap().trim().parse().unwrap();
-        Self {
-            port,
-            maildir,
-            _process: process,
-        }
+        let args = ["--auth".into(), format!("{user}:{password}").into()];
+        let sink = SmtpSink::start_with(0, false, tempfile::tempdir().unwrap(), &args).await;
+        Self { sink }
     }
 
     /// Every accepted message, raw (as sent on the wire).
     fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(self.maildir.path())
+        std::fs::read_dir(self.sink.maildir.path())
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -244,7 +219,7 @@ password = "{smtp_password}"
 from = "TIXnGO bridge <bridge@bridge.example>"
 timeout = "5s"
 "#,
-        port = sink.port,
+        port = sink.sink.port,
         smtp_user = s.smtp_user,
         smtp_password = s.smtp_password,
     );
