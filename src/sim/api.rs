@@ -97,6 +97,15 @@ where
         inner.counters.fault(FaultKind::Outage);
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "simulated outage");
     }
+    if let Some(redirect) = &faults.redirect {
+        inner.counters.fault(FaultKind::Redirect);
+        let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+        let mut r = error(status, "moved", "simulated redirect");
+        if let Ok(location) = HeaderValue::from_str(&redirect.location) {
+            r.headers_mut().insert(header::LOCATION, location);
+        }
+        return r;
+    }
     let mut hang_after = false;
     match faults.roll() {
         None => {}

@@ -31,6 +31,20 @@ pub struct Faults {
     /// its call took effect, which is what makes idempotent retries necessary) or not at all
     /// (false: it ends with 504 after the hang).
     pub timeout_applies: bool,
+    /// When set every call is answered with this redirect (`3xx` and `Location`), without being
+    /// applied: what a moved TIXnGO endpoint or a hostile proxy does. The bridge must not follow
+    /// it with the API key (docs/tixngo-api.md, section on redirects).
+    pub redirect: Option<RedirectFault>,
+}
+
+/// A redirect answered to every call (see [`Faults::redirect`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedirectFault {
+    /// The 3xx status (301, 302, 303, 307, 308).
+    pub status: u16,
+    /// The `Location` header's value.
+    pub location: String,
 }
 
 impl Default for Faults {
@@ -44,6 +58,7 @@ impl Default for Faults {
             retry_after_secs: 1,
             outage: false,
             timeout_applies: true,
+            redirect: None,
         }
     }
 }
@@ -75,6 +90,11 @@ impl Faults {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1"));
             }
+        }
+        if let Some(redirect) = &self.redirect
+            && !(300..=399).contains(&redirect.status)
+        {
+            return Err("redirect.status must be a 3xx status".to_owned());
         }
         if let Some(max) = self.latency_max_ms
             && max < self.latency_ms

@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use api::{DIFF_DEFAULT_LIMIT, DIFF_MAX_LIMIT};
-pub use faults::Faults;
+pub use faults::{Faults, RedirectFault};
 pub use simulator::Simulator;
 pub use state::{ChangeRecord, HistoryEntry, TicketView, Transition, TransitionError};
 pub use stats::{CallCounts, FaultCounts, KindCounts, RequestStats, SideEffects, Stats, TenantStats};

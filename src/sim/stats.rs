@@ -102,6 +102,9 @@ pub struct FaultCounts {
     pub rate_limit: u64,
     /// Calls answered 503 because of `outage`.
     pub outage: u64,
+    /// Calls answered with the `redirect` fault's 3xx.
+    #[serde(default)]
+    pub redirect: u64,
 }
 
 /// Tenant API request counts: per call kind (counted on arrival, whatever the outcome) and
@@ -171,10 +174,12 @@ pub(crate) enum FaultKind {
     RateLimit,
     /// See [`FaultCounts::outage`].
     Outage,
+    /// See [`FaultCounts::redirect`].
+    Redirect,
 }
 
 const KINDS: usize = 5;
-const FAULTS: usize = 5;
+const FAULTS: usize = 6;
 const STATUS_CODES: usize = 600;
 
 /// Lock-free global counters.
@@ -272,6 +277,7 @@ impl Counters {
                 timeout: f(FaultKind::Timeout),
                 rate_limit: f(FaultKind::RateLimit),
                 outage: f(FaultKind::Outage),
+                redirect: f(FaultKind::Redirect),
             },
         }
     }

@@ -40,6 +40,9 @@ pub fn http_client_with_ca(
 
 fn builder(settings: &TixngoSettings) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
+        // Never follow a redirect: the API key and the ticket go to the configured origin and
+        // scheme only. A 3xx is answered as `CallError::Redirect`, naming `Location`.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .pool_max_idle_per_host(256)
@@ -339,6 +342,17 @@ impl TixngoClient {
         let status = response.status();
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(response);
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| truncate(&String::from_utf8_lossy(v.as_bytes()), 256))
+                .unwrap_or_else(|| "(no Location header)".to_owned());
+            return Err(CallError::Redirect {
+                status: status.as_u16(),
+                location,
+            });
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = response

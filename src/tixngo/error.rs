@@ -23,6 +23,20 @@ pub enum CallError {
     /// organization's breaker opens so the messages wait in the first retry tier meanwhile.
     #[error("TLS handshake with TIXnGO failed: {0} (check interfaces[].ca_file or tixngo.ca_file)")]
     Tls(String),
+    /// TIXnGO (or something in front of it) answered a redirect. The bridge never follows one:
+    /// the API key and ticket data go to the configured origin and scheme only. Like a TLS
+    /// failure this is the operator's to fix (the interface `url`), not the ticket's: retried,
+    /// counted by the breaker, never dead-lettered at once.
+    #[error(
+        "TIXnGO answered HTTP {status} redirecting to {location}; redirects are not followed \
+         (the API key goes to the configured URL only): check interfaces[].url"
+    )]
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// The `Location` header (cut to 256 bytes), or a note that there was none.
+        location: String,
+    },
     /// No answer within the configured timeout.
     #[error("TIXnGO did not answer within {0:?}")]
     Timeout(Duration),
@@ -67,7 +81,9 @@ impl CallError {
             CallError::Tls(_) => "tls".to_owned(),
             CallError::Timeout(_) => "timeout".to_owned(),
             CallError::RateLimited { .. } => "429".to_owned(),
-            CallError::Status { status, .. } | CallError::Protocol { status, .. } => status.to_string(),
+            CallError::Redirect { status, .. }
+            | CallError::Status { status, .. }
+            | CallError::Protocol { status, .. } => status.to_string(),
             CallError::Transport(_) => "transport".to_owned(),
         }
     }
@@ -79,6 +95,7 @@ impl CallError {
             | CallError::Tls(_)
             | CallError::Timeout(_)
             | CallError::RateLimited { .. }
+            | CallError::Redirect { .. }
             | CallError::Transport(_) => ErrorClass::Transient,
             CallError::Status { status, .. } => status_class(*status),
             // A contract mismatch will not fix itself by retrying; it needs a person.
@@ -90,7 +107,9 @@ impl CallError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             CallError::RateLimited { .. } => Some(429),
-            CallError::Status { status, .. } | CallError::Protocol { status, .. } => Some(*status),
+            CallError::Redirect { status, .. }
+            | CallError::Status { status, .. }
+            | CallError::Protocol { status, .. } => Some(*status),
             _ => None,
         }
     }

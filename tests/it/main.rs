@@ -12,6 +12,7 @@ mod hostile;
 mod notifier;
 mod ops;
 mod poller;
+mod redirects;
 mod resilience;
 mod schemas;
 mod secrets;

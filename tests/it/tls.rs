@@ -617,3 +617,30 @@ async fn a_bridge_started_against_an_untrusted_amqps_broker_stops_with_exit_69_a
     let text = tixngo_bridge::telemetry::chain(&error);
     assert!(text.contains("UnknownIssuer"), "{text}");
 }
+
+/// Field faults, class 1, over HTTPS: an interface on `https://` whose server redirects to plain
+/// `http://` on another port. The key and the ticket never travel in clear text; the error names
+/// the redirect.
+#[tokio::test]
+async fn an_https_interface_redirecting_to_plain_http_sends_nothing_there() {
+    let (sim, pki) = tls_sim().await;
+    let trap = crate::redirects::Trap::start("127.0.0.1").await;
+    let location = format!("http://{}/ACME/organizer/tickets", trap.addr);
+    let settings = interface_settings(
+        &sim.base_url("ACME"),
+        &format!("ca_file = \"{}\"", toml_path(&pki.path("ca.pem"))),
+    );
+    let organizations = Organizations::new(&settings).unwrap();
+    let client = &organizations.get("ACME").unwrap().client;
+    for status in [301, 302, 303, 307, 308] {
+        sim.sim
+            .set_faults(Some("ACME"), crate::redirects::redirect_to(status, &location));
+        let error = client.inject(&[&document("H-R-1")]).await.unwrap_err();
+        assert!(matches!(error, CallError::Redirect { .. }), "{error:?}");
+        assert_eq!(error.class(), ErrorClass::Transient);
+        assert!(error.to_string().contains(&location), "{error}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(trap.touched(), 0, "the plain-http target was contacted");
+    assert!(sim.sim.ticket("ACME", "H-R-1").is_none());
+}
