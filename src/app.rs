@@ -9,10 +9,10 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{EXIT_CONFIG, EXIT_SOFTWARE, EXIT_UNAVAILABLE};
 use crate::config::Settings;
 use crate::context::Context;
 use crate::engine::{self, EngineError, FlowHandler};
+use crate::exit::{EXIT_CONFIG, EXIT_SOFTWARE, EXIT_UNAVAILABLE};
 use crate::flows::{Flow, cancel::Cancel, control::Control, inject::Inject, status::Status};
 use crate::http::HttpError;
 use crate::orgs::OrganizationsError;

@@ -11,16 +11,7 @@ use crate::broker::{self, Topology};
 use crate::config::{self, DEFAULT_CONFIG_FILE};
 use crate::flows::Flow;
 
-/// Success.
-pub const EXIT_OK: u8 = 0;
-/// Command-line usage error (EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
-/// RabbitMQ or TIXnGO unavailable at start-up (EX_UNAVAILABLE).
-pub const EXIT_UNAVAILABLE: u8 = 69;
-/// Internal error (EX_SOFTWARE).
-pub const EXIT_SOFTWARE: u8 = 70;
-/// Invalid configuration (EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
+pub use crate::exit::*;
 
 /// Keeps tickets aligned between S-360 and TIXnGO: consumes S-360's ticket events from
 /// RabbitMQ, calls TIXnGO, and reports every outcome back to S-360.
@@ -77,12 +68,6 @@ pub enum Command {
         /// The ticket id.
         ticket_id: String,
     },
-    /// The whole system in one process against a local RabbitMQ: an embedded TIXnGO simulator,
-    /// SMTP sink and bridge under their own queue prefix, a realistic mix of S-360 messages, and a
-    /// summary. With --publish-only, just publish the mix to the configured broker.
-    Demo(DemoArgs),
-    /// Run the built-in TIXnGO simulator (for tests, demos and benchmarks).
-    Sim(crate::sim::SimArgs),
     /// Print the exact TIXnGO ticket the bridge would send for an injection message (built-in
     /// mapping or the organization's template), without RabbitMQ.
     Render {
@@ -99,57 +84,6 @@ pub enum Command {
     /// dlq and parked queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Benchmark a flow end to end against the local RabbitMQ and an embedded simulator, and in
-    /// the same run a bare lapin + reqwest baseline over the same tickets (docs/benchmarks.md).
-    Bench(crate::bench::BenchArgs),
-    /// Prove reliability: many tickets through several bridge processes while processes are
-    /// SIGKILLed, the broker fails and TIXnGO errs, then a reconciliation of losses, duplicates
-    /// and dead letters; exit 1 unless none is wrong (docs/reliability.md).
-    Chaos(crate::chaos::ChaosArgs),
-}
-
-impl Command {
-    /// The log filter when `RUST_LOG` is not set: `info`, but only errors for the full demo,
-    /// whose progress and summary say what happens (and whose broken messages would warn).
-    pub fn default_log_filter(&self) -> &'static str {
-        match self {
-            Command::Demo(args) if !args.publish_only => "error",
-            _ => "info",
-        }
-    }
-}
-
-/// `demo` options.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// With --publish-only: the broker and topology to publish to (required). Otherwise the
-    /// broker is taken from it when the file exists (unless --amqp-url is given).
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Publish the mix to the configured broker and exit, leaving the work to running bridges
-    /// (the docker-compose demo's publisher).
-    #[arg(long, conflicts_with_all = ["keep_running", "prefix", "output_dir", "timeout"])]
-    pub publish_only: bool,
-    /// The RabbitMQ to use (default: the configuration file's, else
-    /// amqp://guest:guest@127.0.0.1:5672/%2f). Ignored with --publish-only, which publishes
-    /// where the configuration says (so an AMQP_URL in the environment does not conflict).
-    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
-    pub amqp_url: Option<String>,
-    /// Prefix of the demo's queues and exchanges (must contain "demo": the demo empties the
-    /// queues under it at start).
-    #[arg(long, default_value = crate::demo::DEFAULT_PREFIX)]
-    pub prefix: String,
-    /// Where to write the demo's configuration, e-mails and metrics (default: a
-    /// tixngo-bridge-demo directory in the system's temporary directory).
-    #[arg(long)]
-    pub output_dir: Option<PathBuf>,
-    /// How long to wait for outcomes, status changes and e-mails.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
-    pub timeout: std::time::Duration,
-    /// Leave the bridge, simulator and SMTP sink running after the summary, until Ctrl-C, to
-    /// explore /metrics, the simulator and the queues.
-    #[arg(long)]
-    pub keep_running: bool,
 }
 
 /// `run` options.
@@ -345,8 +279,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             organization,
             message,
         } => render(&config, &organization, &message),
-        Command::Demo(args) if args.publish_only => demo_publish(&args.config).await,
-        Command::Demo(args) => demo(args, shutdown).await,
         Command::Status {
             config,
             organization,
@@ -354,13 +286,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             ticket_id,
         } => status(&config, &organization, &ticket_id, json).await,
         Command::Dlq(command) => crate::dlq::run(command, shutdown).await,
-        Command::Bench(args) => crate::bench::main(args).await,
-        Command::Chaos(args) => crate::chaos::main(args).await,
-        Command::Sim(args) => report(
-            crate::sim::serve(args, async move { shutdown.cancelled().await })
-                .await
-                .map_err(crate::app::AppError::Other),
-        ),
     }
 }
 
@@ -380,9 +305,6 @@ fn configured_organization(
         ExitCode::from(EXIT_USAGE)
     })
 }
-
-/// Exit code of `status` for a ticket TIXnGO does not know.
-pub const EXIT_NOT_FOUND: u8 = 1;
 
 async fn status(args: &ConfigArg, organization: &str, ticket_id: &str, json: bool) -> ExitCode {
     let org = match configured_organization(args, organization) {
@@ -419,98 +341,6 @@ async fn status(args: &ConfigArg, organization: &str, ticket_id: &str, json: boo
     ExitCode::from(if reply.found { EXIT_OK } else { EXIT_NOT_FOUND })
 }
 
-async fn demo(args: DemoArgs, shutdown: CancellationToken) -> ExitCode {
-    use secrecy::ExposeSecret;
-    let amqp_url = match args.amqp_url {
-        Some(url) => secrecy::SecretString::from(url),
-        None if args.config.config.is_file() => match load(&args.config) {
-            Ok(settings) => settings.amqp.url.clone(),
-            Err(code) => return code,
-        },
-        None => secrecy::SecretString::from(crate::demo::DEFAULT_AMQP_URL),
-    };
-    let mut options = crate::demo::DemoOptions::new(amqp_url);
-    options.prefix = args.prefix;
-    options.timeout = args.timeout;
-    options.progress = true;
-    if let Some(dir) = args.output_dir {
-        options.output_dir = dir;
-    }
-    println!(
-        "tixngo-bridge demo: RabbitMQ {}, queues and exchanges {}.*, files in {} (bridge logs: RUST_LOG=info)",
-        config::redact_url(options.amqp_url.expose_secret()),
-        options.prefix,
-        options.output_dir.display()
-    );
-    let program = std::env::current_exe()
-        .map(|path| path.display().to_string())
-        .unwrap_or_else(|_| "tixngo-bridge".to_owned());
-    let failed = |error: crate::demo::RunError| {
-        eprintln!("error: {}", crate::telemetry::chain(&error));
-        ExitCode::from(error.exit_code())
-    };
-    let mut demo = match crate::demo::Demo::start(options).await {
-        Ok(demo) => demo,
-        Err(error) => return failed(error),
-    };
-    println!(
-        "started the TIXnGO simulator, an SMTP sink and the bridge (every flow, the status poller and the notifier)"
-    );
-    let summary = tokio::select! {
-        summary = demo.run() => summary,
-        () = shutdown.cancelled() => {
-            eprintln!("interrupted");
-            let _ = demo.stop().await;
-            return ExitCode::from(crate::dlq::EXIT_INTERRUPTED);
-        }
-    };
-    match summary {
-        Ok(summary) => {
-            println!("\n{summary}");
-            print!("{}", demo.where_next(&summary, &program, args.keep_running));
-        }
-        Err(error) => {
-            let _ = demo.stop().await;
-            return failed(error);
-        }
-    }
-    if args.keep_running {
-        println!("\nEverything keeps running; press Ctrl-C to stop.");
-        shutdown.cancelled().await;
-    }
-    match demo.stop().await {
-        Ok(()) => ExitCode::from(EXIT_OK),
-        Err(error) => failed(error),
-    }
-}
-
-async fn demo_publish(args: &ConfigArg) -> ExitCode {
-    let settings = match load(args) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
-    match crate::demo::publish_mix(&settings).await {
-        Ok(published) => {
-            println!(
-                "published (run {}), every message confirmed by the broker:",
-                published.run
-            );
-            for (routing_key, count) in &published.by_routing_key {
-                println!("  {routing_key:<16} {count}");
-            }
-            println!(
-                "  of which {} broken on purpose: expect them as invalid-message dead letters and e-mails",
-                published.broken
-            );
-            ExitCode::from(EXIT_OK)
-        }
-        Err(error) => {
-            eprintln!("error: {}", crate::telemetry::chain(&error));
-            ExitCode::from(EXIT_UNAVAILABLE)
-        }
-    }
-}
-
 fn report(result: Result<(), crate::app::AppError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -522,7 +352,8 @@ fn report(result: Result<(), crate::app::AppError>) -> ExitCode {
     }
 }
 
-fn load(args: &ConfigArg) -> Result<config::Settings, ExitCode> {
+/// Loads the configuration `args` names, or says what is wrong and gives exit code 78.
+pub fn load(args: &ConfigArg) -> Result<config::Settings, ExitCode> {
     config::load(&args.config).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(EXIT_CONFIG)
@@ -631,7 +462,7 @@ fn render(args: &ConfigArg, organization: &str, message: &std::path::Path) -> Ex
         }
         Err(reason) => {
             eprintln!("invalid-message: {reason}");
-            ExitCode::from(65)
+            ExitCode::from(EXIT_DATA)
         }
     }
 }

@@ -2,15 +2,13 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod bench;
 pub mod broker;
-pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod context;
-pub mod demo;
 pub mod dlq;
 pub mod engine;
+pub mod exit;
 pub mod flows;
 pub mod health;
 pub mod http;
@@ -20,7 +18,6 @@ pub mod notifier;
 pub mod orgs;
 pub mod poller;
 pub mod shutdown;
-pub mod sim;
 pub mod telemetry;
 pub mod tixngo;
 pub mod tls;

@@ -8,6 +8,6 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    tixngo_bridge::telemetry::init_with_default(cli.log_format, cli.command.default_log_filter());
+    tixngo_bridge::telemetry::init(cli.log_format);
     tixngo_bridge::cli::run(cli).await
 }

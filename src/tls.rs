@@ -1,13 +1,11 @@
-//! PEM files and TLS set-up shared by the broker connection, the TIXnGO client, the SMTP
-//! notifier (through the configuration check) and the simulator's HTTPS listener.
+//! PEM files and TLS set-up shared by the broker connection, the TIXnGO client and the SMTP
+//! notifier (through the configuration check).
 //!
 //! Every CA file configured in the bridge is *added* to the system roots, never replaces them.
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -113,27 +111,6 @@ pub fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'stati
             detail: other.to_string(),
         },
     })
-}
-
-/// The one crypto provider the bridge's own TLS code uses, named explicitly because the
-/// dependency tree compiles in two (aws-lc-rs and ring) and rustls then refuses to guess.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// A TLS server configuration (HTTP/1.1 and HTTP/2 by ALPN) from a PEM certificate chain and key.
-pub fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<rustls::ServerConfig>, TlsFileError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsFileError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsFileError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// The TLS failure somewhere in `error`'s cause chain (certificate not trusted, expired, wrong

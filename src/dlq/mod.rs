@@ -64,8 +64,7 @@ pub use filter::{Filter, Rate, Source, parse_rate, parse_time};
 pub use letter::DeadLetter;
 pub use ops::{DlqError, Listing, ReplayOptions, Session, Summary};
 
-/// Interrupted by a signal between two messages (EX_TEMPFAIL: running it again continues).
-pub const EXIT_INTERRUPTED: u8 = 75;
+pub use crate::exit::EXIT_INTERRUPTED;
 
 impl From<&DlqFilterArgs> for Filter {
     fn from(args: &DlqFilterArgs) -> Self {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use tixngo_bridge::config::{self, Settings};
-use tixngo_bridge::sim::{Faults, Status};
 use tixngo_bridge::tixngo::{
     CallError, CancelItem, ControlItem, ErrorClass, TicketDocument, TixngoClient, client::http_client,
     mapping,
 };
+use tixngo_sim::{Faults, Status};
 use tracing::instrument::WithSubscriber;
 
 use crate::helpers::{ORGS, match_ticket, spawn_sim};

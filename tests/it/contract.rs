@@ -27,12 +27,12 @@ use futures::future::join_all;
 use reqwest::{Client, Method, Url};
 use serde_json::{Value, json};
 use tixngo_bridge::config;
-use tixngo_bridge::sim::{self, Faults, RunningSim, SimConfig};
 use tixngo_bridge::tixngo::error::status_class;
 use tixngo_bridge::tixngo::{
     CallError, CancelItem, ControlItem, DiffPage, ErrorClass, ItemResult, TicketDocument, TicketState,
     TixngoClient, client::http_client,
 };
+use tixngo_sim::{self as sim, Faults, RunningSim, SimConfig};
 
 use crate::helpers::{ORGS, eventually};
 

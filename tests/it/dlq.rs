@@ -14,7 +14,7 @@ use serde_json::Value;
 use tixngo_bridge::app::Part;
 use tixngo_bridge::broker::headers;
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::Faults;
+use tixngo_sim::Faults;
 
 use crate::helpers::*;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::{Faults, Status};
+use tixngo_sim::{Faults, Status};
 
 use crate::helpers::*;
 

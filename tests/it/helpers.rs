@@ -16,9 +16,40 @@ use tixngo_bridge::app::Part;
 use tixngo_bridge::broker::Topology;
 use tixngo_bridge::config::{self, Settings};
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::{self, RunningSim, SimConfig};
+use tixngo_sim::{self as sim, RunningSim, SimConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// A file of the repository, found from whichever workspace crate compiles this harness (the
+/// bridge's tests and the tools crate's tests share it).
+pub fn repo_file(relative: &str) -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join(relative))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| manifest.join(relative))
+}
+
+/// A workspace binary: cargo builds them all into one directory under `cargo test --workspace`,
+/// and tells each crate's tests where its own are.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let own = option_env!("CARGO_BIN_EXE_tixngo-bridge")
+        .or(option_env!("CARGO_BIN_EXE_tixngo-lab"))
+        .expect("the tests of a crate with a binary");
+    let path = std::path::Path::new(own).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build --workspace`) first",
+        path.display()
+    );
+    path
+}
+
+/// The `tixngo-sim` binary.
+pub fn sim_binary() -> std::path::PathBuf {
+    workspace_binary("tixngo-sim")
+}
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -599,7 +630,7 @@ impl SmtpSink {
         use tokio::io::AsyncBufReadExt;
         let python = std::env::var("SMTP_SERVER_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
         let script = std::env::var("SMTP_SINK_SCRIPT")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp-sink.py").into());
+            .unwrap_or_else(|_| repo_file("scripts/smtp-sink.py").display().to_string());
         let mut command = tokio::process::Command::new(python);
         command
             .arg(script)

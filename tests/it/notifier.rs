@@ -3,7 +3,7 @@
 use serde_json::json;
 use tixngo_bridge::app::Part;
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::Status;
+use tixngo_sim::Status;
 
 use crate::helpers::*;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use tixngo_bridge::app::Part;
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::Status;
+use tixngo_sim::Status;
 
 use crate::helpers::*;
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 use tixngo_bridge::config;
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::{Faults, RedirectFault};
 use tixngo_bridge::tixngo::{
     CallError, ErrorClass, TicketDocument, TixngoClient, client::http_client, mapping,
 };
+use tixngo_sim::{Faults, RedirectFault};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::Faults;
+use tixngo_sim::Faults;
 
 use crate::helpers::*;
 

@@ -17,7 +17,7 @@ use lapin::options::BasicGetOptions;
 use serde_json::json;
 use tixngo_bridge::dlq::letter::amqp_to_json;
 use tixngo_bridge::flows::Flow;
-use tixngo_bridge::sim::{self, SimConfig, Status};
+use tixngo_sim::{self as sim, SimConfig, Status};
 
 use crate::helpers::*;
 

@@ -21,8 +21,8 @@ use tixngo_bridge::config::{self, AmqpSettings, AmqpTlsSettings, Settings};
 use tixngo_bridge::flows::Flow;
 use tixngo_bridge::notifier::smtp::{Email, Mailer};
 use tixngo_bridge::orgs::Organizations;
-use tixngo_bridge::sim::{self, RunningSim, SimConfig, SimTls};
 use tixngo_bridge::tixngo::{CallError, ErrorClass, TicketDocument, mapping};
+use tixngo_sim::{self as sim, RunningSim, SimConfig, SimTls};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -546,12 +546,11 @@ fn the_example_configuration_with_its_tls_options_switched_on_is_valid() {
 }
 
 #[tokio::test]
-async fn the_sim_command_serves_https_with_tls_cert_and_tls_key() {
+async fn the_tixngo_sim_binary_serves_https_with_tls_cert_and_tls_key() {
     let pki = Pki::new();
     let port = free_port();
-    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+    let mut process = tokio::process::Command::new(sim_binary())
         .args([
-            "sim",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--tenant",

@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::tls::TlsFileError;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How long a client may take over its handshake before it is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,22 +33,59 @@ impl std::fmt::Debug for SimTls {
 
 impl SimTls {
     /// From PEM text: the certificate chain (server certificate first) and its private key.
-    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Self, TlsFileError> {
-        let chain = crate::tls::parse_certificates(Path::new("<certificate>"), cert_chain)?;
-        let key = crate::tls::parse_private_key(Path::new("<key>"), key)?;
+    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Self, SimTlsError> {
+        let chain = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SimTlsError::Pem(format!("certificate chain: {e}")))?;
+        if chain.is_empty() {
+            return Err(SimTlsError::Pem("no PEM certificate in the chain".to_owned()));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(key).map_err(|e| SimTlsError::Pem(format!("private key: {e}")))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SimTlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| SimTlsError::Config(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
-            config: crate::tls::server_config(chain, key)?,
+            config: Arc::new(config),
         })
     }
 
-    /// From PEM files (`sim --tls-cert FILE --tls-key FILE`).
-    pub fn from_files(cert_chain: &Path, key: &Path) -> Result<Self, TlsFileError> {
-        let chain = crate::tls::read_certificates(cert_chain)?;
-        let key = crate::tls::read_private_key(key)?;
-        Ok(Self {
-            config: crate::tls::server_config(chain, key)?,
-        })
+    /// From PEM files (`tixngo-sim --tls-cert FILE --tls-key FILE`).
+    pub fn from_files(cert_chain: &Path, key: &Path) -> Result<Self, SimTlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| SimTlsError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        Self::from_pem(&read(cert_chain)?, &read(key)?)
     }
+}
+
+/// Why the simulator's certificate and key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SimTlsError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not PEM, or no certificate or key in it.
+    #[error("not a usable PEM file: {0}")]
+    Pem(String),
+    /// rustls refused the certificate and key (e.g. they do not match).
+    #[error("unusable certificate or key: {0}")]
+    Config(String),
 }
 
 /// A listener handing axum connections whose TLS handshake is done. Handshakes run in their own

@@ -3,12 +3,12 @@
 //! may overtake its injection, and must then retry until the ticket exists).
 
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
 use super::{ChaosArgs, ChaosError};
 use crate::bench::load;
-use crate::flows::Flow;
+use tixngo_bridge::flows::Flow;
 
 /// Messages are shuffled within windows of this many: near their injection, not minutes away.
 const SHUFFLE_WINDOW: usize = 64;

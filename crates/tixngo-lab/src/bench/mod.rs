@@ -1,4 +1,4 @@
-//! `tixngo-bridge bench`: one whole scenario against the local RabbitMQ and an embedded
+//! `tixngo-lab bench`: one whole scenario against the local RabbitMQ and an embedded
 //! simulator, and in the same run a bare lapin + reqwest baseline over the same tickets.
 //!
 //! A run gets its own exchanges and queues (`bench-<run>.*`), deleted at the end, so it never
@@ -28,13 +28,13 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppError, Part};
-use crate::broker::Topology;
-use crate::config::{self, Settings};
-use crate::flows::Flow;
-use crate::orgs::Organizations;
-use crate::sim::{self, Faults, RunningSim, SimConfig, Status};
 use report::{Latency, Machine, Phase, ProcUsage, Report, RunSettings, mib};
+use tixngo_bridge::app::{AppError, Part};
+use tixngo_bridge::broker::Topology;
+use tixngo_bridge::config::{self, Settings};
+use tixngo_bridge::flows::Flow;
+use tixngo_bridge::orgs::Organizations;
+use tixngo_sim::{self as sim, Faults, RunningSim, SimConfig, Status};
 
 /// The simulator tenant (and S-360 organization) the bridge serves.
 const BRIDGE_ORG: &str = "BENCH";
@@ -66,7 +66,7 @@ pub struct BenchArgs {
     /// `worker.batch_linger` in ms: how long a partial batch waits for more tickets.
     #[arg(long, default_value_t = 5)]
     pub batch_linger_ms: u64,
-    /// Bridge processes (this binary's `run`, with a temporary configuration); 0 runs the
+    /// Bridge processes (`tixngo-bridge run`, with a temporary configuration); 0 runs the
     /// bridge and the baseline inside the bench process (memory and CPU then include the
     /// simulator and the publisher).
     #[arg(long, default_value_t = 1)]
@@ -89,15 +89,20 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = crate::config::LOCAL_AMQP_URL,
+        default_value = tixngo_bridge::config::LOCAL_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true,
-        value_parser = crate::config::secret_arg
+        value_parser = tixngo_bridge::config::secret_arg
     )]
     pub amqp_url: SecretString,
-    /// The binary to start for bridge and baseline processes (default: this one).
+    /// The `tixngo-bridge` binary to start as bridge processes (default: the one beside this
+    /// program, else on PATH).
     #[arg(long, hide = true)]
     pub binary: Option<PathBuf>,
+    /// The `tixngo-lab` binary to start as baseline worker processes (default: this program;
+    /// tests, whose program is the test binary, name it).
+    #[arg(long, hide = true)]
+    pub lab_binary: Option<PathBuf>,
     /// Internal: be a baseline worker process for a parent bench (targets in the environment).
     #[arg(long, hide = true)]
     pub baseline_worker: bool,
@@ -124,6 +129,7 @@ impl BenchArgs {
             skip_baseline: false,
             amqp_url: SecretString::from(amqp_url.to_owned()),
             binary: None,
+            lab_binary: None,
             baseline_worker: false,
         }
     }
@@ -175,20 +181,20 @@ pub enum BenchError {
 impl BenchError {
     fn exit_code(&self) -> u8 {
         match self {
-            BenchError::Usage(_) => crate::cli::EXIT_USAGE,
-            BenchError::Amqp(_) => crate::cli::EXIT_UNAVAILABLE,
-            _ => crate::cli::EXIT_SOFTWARE,
+            BenchError::Usage(_) => tixngo_bridge::exit::EXIT_USAGE,
+            BenchError::Amqp(_) => tixngo_bridge::exit::EXIT_UNAVAILABLE,
+            _ => tixngo_bridge::exit::EXIT_SOFTWARE,
         }
     }
 }
 
-/// `tixngo-bridge bench`: runs and prints, or serves as a baseline worker process.
+/// `tixngo-lab bench`: runs and prints, or serves as a baseline worker process.
 pub async fn main(args: BenchArgs) -> ExitCode {
     if args.baseline_worker {
         // Stay alive after the work until the parent's SIGTERM, so the parent can still read
         // this process's CPU time and peak memory from /proc.
         let stop = CancellationToken::new();
-        crate::shutdown::cancel_on_signal(stop.clone());
+        tixngo_bridge::shutdown::cancel_on_signal(stop.clone());
         let result = match baseline::Target::from_env(args.prefetch, args.max_in_flight, args.tickets) {
             Ok(target) => baseline::run(target).await,
             Err(error) => Err(error),
@@ -197,9 +203,9 @@ pub async fn main(args: BenchArgs) -> ExitCode {
             stop.cancelled().await;
         }
         return match result {
-            Ok(_) => ExitCode::from(crate::cli::EXIT_OK),
+            Ok(_) => ExitCode::from(tixngo_bridge::exit::EXIT_OK),
             Err(error) => {
-                eprintln!("error: {}", crate::telemetry::chain(&error));
+                eprintln!("error: {}", tixngo_bridge::telemetry::chain(&error));
                 ExitCode::from(error.exit_code())
             }
         };
@@ -211,16 +217,16 @@ pub async fn main(args: BenchArgs) -> ExitCode {
                     Ok(text) => println!("{text}"),
                     Err(error) => {
                         eprintln!("error: {error}");
-                        return ExitCode::from(crate::cli::EXIT_SOFTWARE);
+                        return ExitCode::from(tixngo_bridge::exit::EXIT_SOFTWARE);
                     }
                 }
             } else {
                 print!("{}", report.text());
             }
-            ExitCode::from(crate::cli::EXIT_OK)
+            ExitCode::from(tixngo_bridge::exit::EXIT_OK)
         }
         Err(error) => {
-            eprintln!("error: {}", crate::telemetry::chain(&error));
+            eprintln!("error: {}", tixngo_bridge::telemetry::chain(&error));
             ExitCode::from(error.exit_code())
         }
     }
@@ -518,8 +524,8 @@ impl Scenario<'_> {
             )
             .await?;
         let _ = channel.close(200, "declared".into()).await;
-        let organizations =
-            Organizations::new(&self.settings).map_err(|e| BenchError::Setup(crate::telemetry::chain(&e)))?;
+        let organizations = Organizations::new(&self.settings)
+            .map_err(|e| BenchError::Setup(tixngo_bridge::telemetry::chain(&e)))?;
         let organization = organizations
             .get(BRIDGE_ORG)
             .ok_or_else(|| BenchError::Setup("the bench interface is missing".into()))?
@@ -548,7 +554,7 @@ impl Scenario<'_> {
     }
 
     /// For cancel and control: creates the tickets in both tenants first (not timed).
-    async fn seed(&self, organization: &crate::orgs::Organization) -> Result<(), BenchError> {
+    async fn seed(&self, organization: &tixngo_bridge::orgs::Organization) -> Result<(), BenchError> {
         let http = reqwest::Client::new();
         let keys = [
             (BRIDGE_ORG, self.bridge_key()?),
@@ -733,7 +739,7 @@ impl Scenario<'_> {
         if args.processes == 0 {
             return Ok(if name == "bridge" {
                 let shutdown = CancellationToken::new();
-                let running = crate::app::start(
+                let running = tixngo_bridge::app::start(
                     self.settings.clone(),
                     vec![Part::Flow(args.flow)],
                     shutdown.clone(),
@@ -747,12 +753,9 @@ impl Scenario<'_> {
                 Consumers::Baseline(tokio::spawn(baseline::run(target)))
             });
         }
-        let binary = match &args.binary {
-            Some(binary) => binary.clone(),
-            None => std::env::current_exe()?,
-        };
         let mut children = Vec::new();
         if name == "bridge" {
+            let binary = bridge_binary(args.binary.as_deref())?;
             let config = self.write_config()?;
             for i in 0..args.processes {
                 let log = std::env::temp_dir().join(format!("tixngo-bench-{}-bridge-{i}.log", self.run));
@@ -763,7 +766,11 @@ impl Scenario<'_> {
             }
         } else {
             let log = std::env::temp_dir().join(format!("tixngo-bench-{}-baseline.log", self.run));
-            let child = Command::new(&binary)
+            let lab = match &args.lab_binary {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()?,
+            };
+            let child = Command::new(lab)
                 .args(["bench", "--baseline-worker"])
                 .args(["--prefetch", &args.prefetch.to_string()])
                 .args(["--max-in-flight", &args.max_in_flight.to_string()])
@@ -858,6 +865,22 @@ impl Scenario<'_> {
         delete_topology(&self.connection, &self.settings, &[self.baseline_queue()]).await;
         let _ = self.connection.close(200, "bye".into()).await;
     }
+}
+
+/// The `tixngo-bridge` binary to start as bridge processes: `explicit` when given, else the one
+/// next to this program (cargo builds the workspace's binaries into one directory), else
+/// `tixngo-bridge` on `PATH`.
+pub(crate) fn bridge_binary(explicit: Option<&std::path::Path>) -> std::io::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let name = format!("tixngo-bridge{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()?.with_file_name(&name);
+    Ok(if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from(name)
+    })
 }
 
 /// A bridge child process (`run --config CONFIG --flows FLOWS`) for `bench` and `chaos`: only

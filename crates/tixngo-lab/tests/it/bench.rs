@@ -1,9 +1,9 @@
-//! `tixngo-bridge bench` smoke test: a few hundred tickets through the bridge and the baseline,
+//! `tixngo-lab bench` smoke test: a few hundred tickets through the bridge and the baseline,
 //! on this test's own vhost. It asserts that every ticket arrived and that the report carries
 //! its figures, never how fast anything was.
 
-use tixngo_bridge::bench::{self, BenchArgs};
 use tixngo_bridge::flows::Flow;
+use tixngo_lab::bench::{self, BenchArgs};
 
 use crate::helpers::TestBroker;
 
@@ -53,7 +53,8 @@ async fn bench_in_process_reports_bridge_and_baseline() {
 async fn bench_bridge_process_with_latency_and_rate() {
     let broker = TestBroker::new().await;
     let mut args = BenchArgs::new(&broker.amqp_url, 200);
-    args.binary = Some(env!("CARGO_BIN_EXE_tixngo-bridge").into());
+    args.binary = Some(crate::helpers::workspace_binary("tixngo-bridge"));
+    args.lab_binary = Some(env!("CARGO_BIN_EXE_tixngo-lab").into());
     args.tixngo_latency_ms = 5;
     args.rate = Some(2000.0);
     args.flow = Flow::Control;

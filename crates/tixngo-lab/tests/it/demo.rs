@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tixngo_bridge::demo::{Demo, DemoOptions, SmtpSink, smtp_sink};
 use tixngo_bridge::flows::Flow;
+use tixngo_lab::demo::{Demo, DemoOptions, SmtpSink, smtp_sink};
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn the_demo_mix_is_delivered_and_its_broken_messages_are_dead_lettered() {
     let mut app = spawn_app_with("", &[Flow::Inject, Flow::Cancel, Flow::Control]).await;
-    let published = tixngo_bridge::demo::publish_mix(&app.settings).await.unwrap();
+    let published = tixngo_lab::demo::publish_mix(&app.settings).await.unwrap();
     let orgs = app.settings.interfaces.len();
     assert_eq!(published.by_routing_key["ticket.inject"], orgs * 7 + 2);
     assert_eq!(published.broken, orgs + 2);
@@ -232,7 +232,7 @@ async fn a_second_demo_run_on_the_same_broker_counts_only_its_own_work() {
         let mut options = DemoOptions::new(SecretString::from(broker.amqp_url.clone()));
         options.output_dir = output.path().to_owned();
         options.timeout = Duration::from_secs(90);
-        summaries.push(tixngo_bridge::demo::run(options).await.unwrap());
+        summaries.push(tixngo_lab::demo::run(options).await.unwrap());
     }
     let (first, second) = (&summaries[0], &summaries[1]);
     assert_ne!(first.run, second.run);

@@ -1,4 +1,4 @@
-//! `tixngo-bridge demo`: the whole system in one process against a local RabbitMQ, for a
+//! `tixngo-lab demo`: the whole system in one process against a local RabbitMQ, for a
 //! machine without Docker. It starts the TIXnGO simulator (two organizations), a small SMTP sink
 //! and the bridge (every flow, the status poller and the notifier with a short window), all under
 //! the queue prefix and exchanges of its own prefix (`tixngo-demo` by default), publishes the
@@ -30,15 +30,15 @@ use tokio_util::sync::CancellationToken;
 pub use publish::{DemoError, Published, publish_mix, ticket_id};
 pub use smtp_sink::{ReceivedMail, SmtpSink};
 
-use crate::app::{AppError, Part};
-use crate::broker::{self, BrokerError, Topology};
-use crate::config::{self, ConfigError, Settings};
-use crate::flows::Flow;
-use crate::messages::OutcomeEvent;
-use crate::sim::{self, RunningSim, SimConfig, Status};
+use tixngo_bridge::app::{AppError, Part};
+use tixngo_bridge::broker::{self, BrokerError, Topology};
+use tixngo_bridge::config::{self, ConfigError, Settings};
+use tixngo_bridge::flows::Flow;
+use tixngo_bridge::messages::OutcomeEvent;
+use tixngo_sim::{self as sim, RunningSim, SimConfig, Status};
 
 /// The broker used when neither `--amqp-url` (`AMQP_URL`) nor a configuration file names one.
-pub const DEFAULT_AMQP_URL: &str = crate::config::LOCAL_AMQP_URL;
+pub const DEFAULT_AMQP_URL: &str = tixngo_bridge::config::LOCAL_AMQP_URL;
 /// The demo's queue prefix (and exchange prefix) by default.
 pub const DEFAULT_PREFIX: &str = "tixngo-demo";
 /// How long the demo waits for everything by default.
@@ -140,11 +140,11 @@ impl RunError {
     /// Process exit code (see `cli.rs`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Prefix(_) => crate::cli::EXIT_USAGE,
-            RunError::Unavailable(_) => crate::cli::EXIT_UNAVAILABLE,
-            RunError::Config(_) => crate::cli::EXIT_CONFIG,
+            RunError::Prefix(_) => tixngo_bridge::exit::EXIT_USAGE,
+            RunError::Unavailable(_) => tixngo_bridge::exit::EXIT_UNAVAILABLE,
+            RunError::Config(_) => tixngo_bridge::exit::EXIT_CONFIG,
             RunError::App(error) => error.exit_code(),
-            _ => crate::cli::EXIT_SOFTWARE,
+            _ => tixngo_bridge::exit::EXIT_SOFTWARE,
         }
     }
 
@@ -169,7 +169,7 @@ pub struct Demo {
     /// Where the bridge serves `/metrics`.
     http_address: Option<SocketAddr>,
     /// The bridge's shared state (its metrics).
-    context: crate::context::Context,
+    context: tixngo_bridge::context::Context,
     /// Stops the bridge.
     shutdown: CancellationToken,
     /// Stops the bridge when the demo is dropped without [`Demo::stop`].
@@ -345,7 +345,7 @@ impl Demo {
             settings
                 .interfaces
                 .keys()
-                .map(|org| crate::poller::token_queue(&settings, org)),
+                .map(|org| tixngo_bridge::poller::token_queue(&settings, org)),
         );
         for queue in stale {
             // A previous run's messages and status-sync tokens (which name another simulator's
@@ -397,7 +397,7 @@ impl Demo {
         let mut parts: Vec<Part> = Flow::ALL.iter().copied().map(Part::Flow).collect();
         parts.extend([Part::Poller, Part::Notifier]);
         let shutdown = CancellationToken::new();
-        let running = crate::app::start(settings.clone(), parts, shutdown.clone()).await?;
+        let running = tixngo_bridge::app::start(settings.clone(), parts, shutdown.clone()).await?;
         let http_address = running.http_address;
         let context = running.context.clone();
         let app = tokio::spawn(running.wait());
@@ -715,7 +715,7 @@ fn settings_toml(
     let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let prefix = &options.prefix;
     let mut text = format!(
-        "# Written by `tixngo-bridge demo`: the settings of the demo's embedded bridge.\n\
+        "# Written by `tixngo-lab demo`: the settings of the demo's embedded bridge.\n\
          # Every `tixngo-bridge` command takes it with --config (the simulator and SMTP sink\n\
          # it names live only as long as the demo).\n\n\
          [amqp]\nurl = {}\nconnection_name = \"tixngo-bridge-demo\"\n\n\

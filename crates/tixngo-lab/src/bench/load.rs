@@ -10,14 +10,14 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use serde_json::{Value, json};
 
 use super::BenchError;
-use crate::flows::Flow;
-use crate::messages::InjectMessage;
-use crate::orgs::Organization;
+use tixngo_bridge::flows::Flow;
+use tixngo_bridge::messages::InjectMessage;
+use tixngo_bridge::orgs::Organization;
 
 /// The injection every bench ticket is made from (the richest example: a seated match ticket).
-const INJECT: &str = include_str!("../../schemas/examples/inject-match.json");
-const CANCEL: &str = include_str!("../../schemas/examples/cancel.json");
-const CONTROL: &str = include_str!("../../schemas/examples/control.json");
+const INJECT: &str = include_str!("../../../../schemas/examples/inject-match.json");
+const CANCEL: &str = include_str!("../../../../schemas/examples/cancel.json");
+const CONTROL: &str = include_str!("../../../../schemas/examples/control.json");
 
 /// Confirms awaited in order once this many publishes are outstanding: enough to keep the broker
 /// busy, small enough that a refused publish is noticed soon.
@@ -213,6 +213,6 @@ mod tests {
         let size = serde_json::to_vec(&message).expect("serializes").len();
         assert!((700..1400).contains(&size), "{size} bytes");
         let typed: InjectMessage = serde_json::from_value(message).expect("matches the schema");
-        crate::messages::TicketMessage::validate(&typed).expect("valid");
+        tixngo_bridge::messages::TicketMessage::validate(&typed).expect("valid");
     }
 }

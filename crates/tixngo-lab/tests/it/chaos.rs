@@ -3,7 +3,7 @@
 //! connections, TIXnGO 5xx and hanging calls, then the reconciliation. Nothing may be lost or
 //! applied twice, and exactly the malformed messages are dead-lettered. Speed is not asserted.
 
-use tixngo_bridge::chaos::{self, BrokerFaults, ChaosArgs};
+use tixngo_lab::chaos::{self, BrokerFaults, ChaosArgs};
 
 use crate::helpers::TestBroker;
 
@@ -11,7 +11,7 @@ use crate::helpers::TestBroker;
 async fn short_chaos_run_loses_nothing_and_duplicates_nothing() {
     let broker = TestBroker::new().await;
     let mut args = ChaosArgs::new(&broker.amqp_url, 300);
-    args.binary = Some(env!("CARGO_BIN_EXE_tixngo-bridge").into());
+    args.binary = Some(crate::helpers::workspace_binary("tixngo-bridge"));
     args.rate = 100.0;
     args.fault_window_secs = Some(8.0);
     args.kill_every_secs = 3.0;

@@ -10,21 +10,21 @@ use chrono::Utc;
 use lapin::BasicProperties;
 use serde_json::{Value, json};
 
-use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, PublishError};
-use crate::config::Settings;
-use crate::flows::Flow;
+use tixngo_bridge::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, PublishError};
+use tixngo_bridge::config::Settings;
+use tixngo_bridge::flows::Flow;
 
 /// The injection examples, one per product kind, embedded so the binary needs no files.
 const INJECTIONS: [&str; 6] = [
-    include_str!("../../schemas/examples/inject-match.json"),
-    include_str!("../../schemas/examples/inject-event.json"),
-    include_str!("../../schemas/examples/inject-open-pass.json"),
-    include_str!("../../schemas/examples/inject-service.json"),
-    include_str!("../../schemas/examples/inject-membership-card.json"),
-    include_str!("../../schemas/examples/inject-season-ticket.json"),
+    include_str!("../../../../schemas/examples/inject-match.json"),
+    include_str!("../../../../schemas/examples/inject-event.json"),
+    include_str!("../../../../schemas/examples/inject-open-pass.json"),
+    include_str!("../../../../schemas/examples/inject-service.json"),
+    include_str!("../../../../schemas/examples/inject-membership-card.json"),
+    include_str!("../../../../schemas/examples/inject-season-ticket.json"),
 ];
-const CONTROL: &str = include_str!("../../schemas/examples/control.json");
-const CANCEL: &str = include_str!("../../schemas/examples/cancel.json");
+const CONTROL: &str = include_str!("../../../../schemas/examples/control.json");
+const CANCEL: &str = include_str!("../../../../schemas/examples/cancel.json");
 
 /// Why the demo could not publish.
 #[derive(Debug, thiserror::Error)]

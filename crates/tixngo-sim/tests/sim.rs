@@ -1,10 +1,12 @@
 //! The TIXnGO simulator over real HTTP: the contract of docs/tixngo-api.md and its admin API.
+// Tests unwrap freely: a panic is a failed test with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use tixngo_bridge::sim::{self, Faults, RunningSim, SimConfig, Stats, Status};
+use tixngo_sim::{self as sim, Faults, RunningSim, SimConfig, Stats, Status};
 
 const ACME_KEY: &str = "acme-secret";
 const BETA_KEY: &str = "beta-secret";

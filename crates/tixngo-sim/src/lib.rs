@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use tixngo_bridge::sim::{self, SimConfig};
+//! use tixngo_sim::{self as sim, SimConfig};
 //! let running = sim::spawn(SimConfig::default().with_tenant("acme", "secret"), "127.0.0.1:0".parse().unwrap()).await?;
 //! let url = sim::base_url(running.addr, "acme"); // http://127.0.0.1:PORT/acme/organizer/tickets
 //! # let _ = url; Ok(()) }
@@ -45,10 +45,10 @@ pub use simulator::Simulator;
 pub use state::{ChangeRecord, HistoryEntry, TicketView, Transition, TransitionError};
 pub use stats::{CallCounts, FaultCounts, KindCounts, RequestStats, SideEffects, Stats, TenantStats};
 pub use status::{RuleViolation, Status};
-pub use tls::SimTls;
+pub use tls::{SimTls, SimTlsError};
 pub use validate::{FieldError, MAX_BARCODE_CHARS, MAX_TICKET_ID_CHARS};
 
-/// Default listening address of `tixngo-bridge sim`.
+/// Default listening address of `tixngo-sim`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8089";
 /// Default name of the header carrying the API key.
 pub const DEFAULT_API_KEY_HEADER: &str = "X-Api-Key";
@@ -114,8 +114,13 @@ fn parse_max_batch(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Command-line options of `tixngo-bridge sim`.
-#[derive(Debug, Clone, clap::Args)]
+/// Command-line options of `tixngo-sim`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "tixngo-sim",
+    version,
+    about = "A TIXnGO API simulator (docs/tixngo-api.md)"
+)]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port; the address is logged).
     #[arg(long, default_value = DEFAULT_LISTEN)]

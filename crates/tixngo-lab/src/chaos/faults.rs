@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -14,7 +14,7 @@ use super::{BrokerFaults, ChaosArgs, ChaosError, Context};
 
 /// The bridge processes.
 pub(super) struct Bridges {
-    /// This binary (or `--binary`).
+    /// The `tixngo-bridge` binary (`--binary`, else the one beside this program).
     binary: PathBuf,
     /// The configuration file.
     config: PathBuf,
@@ -28,10 +28,7 @@ pub(super) struct Bridges {
 
 impl Bridges {
     pub(super) fn start(context: &Context<'_>, n: usize) -> Result<Self, ChaosError> {
-        let binary = match &context.args.binary {
-            Some(binary) => binary.clone(),
-            None => std::env::current_exe()?,
-        };
+        let binary = crate::bench::bridge_binary(context.args.binary.as_deref())?;
         let mut bridges = Bridges {
             binary,
             config: context.config_path.clone(),

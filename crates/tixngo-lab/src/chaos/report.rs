@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::ChaosArgs;
 use super::plan::{Follow, Plan, PlannedTicket};
-use crate::sim::Simulator;
+use tixngo_sim::Simulator;
 
 /// Most ticket ids listed per problem in the report.
 const LISTED: usize = 20;

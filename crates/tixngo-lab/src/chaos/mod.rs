@@ -1,8 +1,8 @@
-//! `tixngo-bridge chaos`: many tickets through several bridge processes while things break, then
+//! `tixngo-lab chaos`: many tickets through several bridge processes while things break, then
 //! a reconciliation of what S-360 was told, what TIXnGO holds and what was dead-lettered.
 //!
 //! One run: an embedded simulator (several tenants, 5xx, hanging calls and one outage injected),
-//! `--processes` bridge processes (this binary's `run` with a generated configuration), a paced
+//! `--processes` bridge processes (`tixngo-bridge run` with a generated configuration), a paced
 //! confirmed publisher of a mixed plan (injections, then a cancellation or a control for some
 //! tickets, shuffled in small windows so a follow-up may arrive before its injection; about 1 %
 //! malformed), and a fault schedule: SIGKILL of a random bridge every few seconds (restarted at
@@ -25,19 +25,19 @@ use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Topology;
-use crate::config::{self, Settings};
-use crate::flows::Flow;
-use crate::sim::{self, Faults, RunningSim, SimConfig, Status};
 use faults::{Bridges, broker_fault};
 use harness::{Observed, Published, connect, declare_observer, observe, publish};
 use plan::{Follow, Plan};
 use report::Report;
+use tixngo_bridge::broker::Topology;
+use tixngo_bridge::config::{self, Settings};
+use tixngo_bridge::flows::Flow;
+use tixngo_sim::{self as sim, Faults, RunningSim, SimConfig, Status};
 
 /// How often the run loop looks at faults, processes and progress.
 const TICK: Duration = Duration::from_millis(250);
@@ -134,13 +134,14 @@ pub struct ChaosArgs {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = crate::config::LOCAL_AMQP_URL,
+        default_value = tixngo_bridge::config::LOCAL_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true,
-        value_parser = crate::config::secret_arg
+        value_parser = tixngo_bridge::config::secret_arg
     )]
     pub amqp_url: SecretString,
-    /// The binary to start as bridge processes (default: this one).
+    /// The `tixngo-bridge` binary to start as bridge processes (default: the one beside this
+    /// program, else on PATH).
     #[arg(long, hide = true)]
     pub binary: Option<PathBuf>,
 }
@@ -200,9 +201,9 @@ pub enum ChaosError {
 impl ChaosError {
     fn exit_code(&self) -> u8 {
         match self {
-            ChaosError::Usage(_) => crate::cli::EXIT_USAGE,
-            ChaosError::Amqp(_) => crate::cli::EXIT_UNAVAILABLE,
-            _ => crate::cli::EXIT_SOFTWARE,
+            ChaosError::Usage(_) => tixngo_bridge::exit::EXIT_USAGE,
+            ChaosError::Amqp(_) => tixngo_bridge::exit::EXIT_UNAVAILABLE,
+            _ => tixngo_bridge::exit::EXIT_SOFTWARE,
         }
     }
 }
@@ -211,7 +212,7 @@ impl ChaosError {
 /// unexpected (or missing) dead letter.
 pub const EXIT_FAILED: u8 = 1;
 
-/// `tixngo-bridge chaos`: runs, prints the report, exits 1 unless it passed.
+/// `tixngo-lab chaos`: runs, prints the report, exits 1 unless it passed.
 pub async fn main(args: ChaosArgs) -> ExitCode {
     match run(&args).await {
         Ok(report) => {
@@ -220,20 +221,20 @@ pub async fn main(args: ChaosArgs) -> ExitCode {
                     Ok(text) => println!("{text}"),
                     Err(error) => {
                         eprintln!("error: {error}");
-                        return ExitCode::from(crate::cli::EXIT_SOFTWARE);
+                        return ExitCode::from(tixngo_bridge::exit::EXIT_SOFTWARE);
                     }
                 }
             } else {
                 print!("{}", report.text());
             }
             if report.passed {
-                ExitCode::from(crate::cli::EXIT_OK)
+                ExitCode::from(tixngo_bridge::exit::EXIT_OK)
             } else {
                 ExitCode::from(EXIT_FAILED)
             }
         }
         Err(error) => {
-            eprintln!("error: {}", crate::telemetry::chain(&error));
+            eprintln!("error: {}", tixngo_bridge::telemetry::chain(&error));
             ExitCode::from(error.exit_code())
         }
     }

@@ -4,6 +4,8 @@
 //! built in memory, which is what these functions see in production too.
 //!
 //! `cargo bench --bench hot_path` (add `-- --quick` for a short run).
+// Tests unwrap freely: a panic is a failed test with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 
@@ -20,7 +22,10 @@ use tixngo_bridge::tixngo::client::inject_body;
 const BATCH: usize = 50;
 
 fn organizations() -> Organizations {
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates/example.json.j2");
+    let template = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/templates/example.json.j2"
+    );
     let mut toml = String::new();
     for (org, kind, extra) in [
         ("ACME", "tixngo", String::new()),
@@ -43,7 +48,7 @@ fn organizations() -> Organizations {
 }
 
 fn delivery(organization: &str, n: usize) -> Delivery {
-    let message = tixngo_bridge::bench::load::injection(organization, "micro", n).expect("example parses");
+    let message = tixngo_lab::bench::load::injection(organization, "micro", n).expect("example parses");
     let mut delivery = Delivery::mock(
         n as u64,
         "s360.tickets".into(),
