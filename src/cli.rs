@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Part;
 use crate::broker::{self, Topology};
-use crate::config::{self, DEFAULT_CONFIG_FILE};
-use crate::flows::Flow;
+use crate::config;
 
 pub use crate::exit::*;
 
@@ -27,22 +26,12 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Log formats.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Pretty,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
-/// The configuration file option shared by every command that needs it.
-#[derive(Debug, Clone, Args)]
-pub struct ConfigArg {
-    /// Configuration file (TOML); `TIXNGO_BRIDGE__SECTION__KEY` variables override it.
-    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG_FILE, env = "TIXNGO_BRIDGE_CONFIG")]
-    pub config: PathBuf,
-}
+pub use crate::config::ConfigArg;
+pub use crate::dlq::args::{
+    DlqCommand, DlqFilterArgs, DlqListArgs, DlqPurgeArgs, DlqReplayArgs, DlqShowArgs,
+};
 
 /// Commands.
 #[derive(Debug, Subcommand)]
@@ -102,10 +91,6 @@ fn parse_part(s: &str) -> Result<Part, String> {
     s.parse()
 }
 
-fn parse_flow(s: &str) -> Result<Flow, String> {
-    s.parse()
-}
-
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -127,119 +112,6 @@ pub enum TopologyCommand {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
-}
-
-/// `dlq` subcommands. Each reads the dlq and parked queues of the selected flows.
-#[derive(Debug, Subcommand)]
-pub enum DlqCommand {
-    /// Count the matching dead letters by flow, organization, error class and HTTP status;
-    /// every message stays in place.
-    List(DlqListArgs),
-    /// Print the matching dead letters with their failure headers and body; every message stays
-    /// in place.
-    Show(DlqShowArgs),
-    /// Move the matching dead letters back to their flow's work queue (retry count reset, replay
-    /// counted), each confirmed by the broker before it leaves the dead letters.
-    Replay(DlqReplayArgs),
-    /// Delete the matching dead letters for good (needs --yes).
-    Purge(DlqPurgeArgs),
-}
-
-/// Which dead letters a `dlq` command acts on: every given condition must hold; a repeated
-/// option matches any of its values.
-#[derive(Debug, Clone, Args)]
-pub struct DlqFilterArgs {
-    /// Only these flows (comma-separated or repeated); all by default.
-    #[arg(long, value_delimiter = ',', value_parser = parse_flow)]
-    pub flow: Vec<Flow>,
-    /// Only this organization (repeatable); `unknown` selects messages that name none.
-    #[arg(long)]
-    pub organization: Vec<String>,
-    /// Only this ticket id (repeatable).
-    #[arg(long)]
-    pub ticket: Vec<String>,
-    /// Only this error class (repeatable): invalid-message, rejected, retries-exhausted,
-    /// delivery-limit, or unknown.
-    #[arg(long)]
-    pub error_class: Vec<String>,
-    /// Only messages that last failed at or after this time: RFC 3339, or a duration ago (2h).
-    #[arg(long, value_parser = crate::dlq::parse_time)]
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only messages that last failed before this time: RFC 3339, or a duration ago (30m).
-    #[arg(long, value_parser = crate::dlq::parse_time)]
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only the dlq queues (fresh dead letters) or only the parked ones; both by default.
-    #[arg(long, value_enum)]
-    pub queue: Option<crate::dlq::Source>,
-}
-
-/// `dlq list` options.
-#[derive(Debug, Args)]
-pub struct DlqListArgs {
-    /// Where RabbitMQ is and what the queues are called.
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Which dead letters.
-    #[command(flatten)]
-    pub filter: DlqFilterArgs,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `dlq show` options.
-#[derive(Debug, Args)]
-pub struct DlqShowArgs {
-    /// Where RabbitMQ is and what the queues are called.
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Which dead letters.
-    #[command(flatten)]
-    pub filter: DlqFilterArgs,
-    /// Show at most this many messages.
-    #[arg(long)]
-    pub limit: Option<u64>,
-    /// Print a JSON array instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `dlq replay` options.
-#[derive(Debug, Args)]
-pub struct DlqReplayArgs {
-    /// Where RabbitMQ is and what the queues are called.
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Which dead letters.
-    #[command(flatten)]
-    pub filter: DlqFilterArgs,
-    /// Replay at most this many messages.
-    #[arg(long)]
-    pub limit: Option<u64>,
-    /// Print what would be replayed; move nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// At most this many replays per second (N/s, N/m or N/h), so a recovering TIXnGO is not
-    /// flooded.
-    #[arg(long, value_parser = crate::dlq::parse_rate)]
-    pub rate: Option<crate::dlq::Rate>,
-}
-
-/// `dlq purge` options.
-#[derive(Debug, Args)]
-pub struct DlqPurgeArgs {
-    /// Where RabbitMQ is and what the queues are called.
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Which dead letters.
-    #[command(flatten)]
-    pub filter: DlqFilterArgs,
-    /// Delete at most this many messages.
-    #[arg(long)]
-    pub limit: Option<u64>,
-    /// Really delete: the messages cannot be recovered.
-    #[arg(long)]
-    pub yes: bool,
 }
 
 /// Parses the command line; usage errors exit 64, `--help` and `--version` exit 0.
@@ -326,7 +198,7 @@ async fn status(args: &ConfigArg, organization: &str, ticket_id: &str, json: boo
             .as_ref()
             .map(|s| crate::tixngo::S360Status::from_tixngo(&s.status).as_str()),
         tixngo_status: state.map(|s| s.status),
-        read_at: crate::broker::headers::rfc3339(chrono::Utc::now()),
+        read_at: crate::text::rfc3339(chrono::Utc::now()),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());

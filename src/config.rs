@@ -25,10 +25,18 @@ pub fn secret_arg(value: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value.to_owned()))
 }
 
-use crate::flows::Flow;
+use crate::flow::Flow;
 
 /// Default configuration file, looked up in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "tixngo-bridge.toml";
+
+/// The configuration file option shared by every command that needs it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML); `TIXNGO_BRIDGE__SECTION__KEY` variables override it.
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG_FILE, env = "TIXNGO_BRIDGE_CONFIG")]
+    pub config: PathBuf,
+}
 /// Prefix of environment overrides: `TIXNGO_BRIDGE__AMQP__URL` sets `amqp.url`.
 pub const ENV_PREFIX: &str = "TIXNGO_BRIDGE";
 /// What every TIXnGO interface URL must end with (S-360's own rule for the interface set-up).

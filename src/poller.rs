@@ -409,7 +409,7 @@ fn status_changed(organization: &str, change: &crate::tixngo::client::DiffChange
         at: change
             .changed_at
             .clone()
-            .unwrap_or_else(|| crate::broker::headers::rfc3339(Utc::now())),
+            .unwrap_or_else(|| crate::text::rfc3339(Utc::now())),
     }
 }
 

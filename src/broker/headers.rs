@@ -2,7 +2,10 @@
 //! back when it sees the message again. The bridge keeps its own retry count instead of relying
 //! on `x-death`, which recent RabbitMQ versions stop updating for republished messages.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use lapin::BasicProperties;
+
+use crate::failure_class::FailureClass;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 /// Delayed-retry tiers this message has been through.
@@ -37,17 +40,7 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 /// Any other free-text header value (ticket id, organization) is cut to this.
 pub const MAX_VALUE_BYTES: usize = 512;
 
-/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
+pub use crate::text::truncate;
 
 /// Reads a string header.
 pub fn get_str(headers: Option<&FieldTable>, key: &str) -> Option<String> {
@@ -86,16 +79,13 @@ pub fn set_int(headers: &mut FieldTable, key: &str, value: i64) {
     headers.insert(ShortString::from(key), AMQPValue::LongLongInt(value));
 }
 
-/// Formats a time the way every header and event of the bridge does.
-pub fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+pub use crate::text::rfc3339;
 
 /// What went wrong, to be written as failure headers.
 #[derive(Debug, Clone)]
 pub struct Failure<'a> {
     /// Error class.
-    pub class: &'a str,
+    pub class: FailureClass,
     /// Reason.
     pub message: &'a str,
     /// HTTP status or per-ticket code from TIXnGO.
@@ -114,7 +104,7 @@ pub fn record_failure(
         set_str(headers, FIRST_FAILURE_AT, &now, 64);
     }
     set_str(headers, LAST_FAILURE_AT, &now, 64);
-    set_str(headers, ERROR_CLASS, failure.class, 64);
+    set_str(headers, ERROR_CLASS, failure.class.as_str(), 64);
     set_str(headers, ERROR_MESSAGE, failure.message, MAX_ERROR_MESSAGE_BYTES);
     match failure.http_status {
         Some(status) => set_int(headers, HTTP_STATUS, i64::from(status)),
@@ -170,4 +160,39 @@ impl RemoveKey for FieldTable {
             *self = FieldTable::from(kept);
         }
     }
+}
+
+/// Marks a message deferred by an open breaker (not counted as a retry).
+pub const DEFERRED_COUNT: &str = "x-deferred-count";
+
+/// The properties a republished message keeps. Built afresh rather than copied so that
+/// `expiration` (would cut a retry short) and `user_id` (checked by the broker against the
+/// bridge's own user) are not carried over.
+pub fn carried_properties(original: &BasicProperties) -> BasicProperties {
+    let mut properties = BasicProperties::default();
+    if let Some(v) = original.content_type() {
+        properties = properties.with_content_type(v.clone());
+    }
+    if let Some(v) = original.content_encoding() {
+        properties = properties.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        properties = properties.with_message_id(v.clone());
+    }
+    if let Some(v) = original.correlation_id() {
+        properties = properties.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        properties = properties.with_reply_to(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        properties = properties.with_timestamp(*v);
+    }
+    if let Some(v) = original.kind() {
+        properties = properties.with_type(v.clone());
+    }
+    if let Some(v) = original.app_id() {
+        properties = properties.with_app_id(v.clone());
+    }
+    properties
 }

@@ -1,6 +1,7 @@
 //! Everything that talks AMQP: connecting, the topology, confirmed publishing, failure headers.
 
 pub mod connection;
+pub mod death;
 pub mod headers;
 pub mod publisher;
 pub mod topology;

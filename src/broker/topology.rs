@@ -10,7 +10,7 @@ use lapin::{Channel, ExchangeKind};
 use serde_json::{Value, json};
 
 use crate::config::TopologySettings;
-use crate::flows::Flow;
+use crate::flow::Flow;
 
 /// Queue names of one flow, derived from `topology.queue_prefix`.
 impl TopologySettings {

@@ -5,41 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::letter::DeadLetter;
+use super::source::Source;
 use crate::config::TopologySettings;
-use crate::flows::Flow;
+use crate::failure_class::FailureClass;
+use crate::flow::Flow;
 
 /// The value `--organization` and `--error-class` take to select messages that name none.
 pub const UNKNOWN: &str = "unknown";
-
-/// The two queues of a flow that hold dead letters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum Source {
-    /// `<prefix>.<flow>.dlq`: fresh dead letters, waiting for the notifier.
-    Dlq,
-    /// `<prefix>.<flow>.parked`: dead letters already notified, kept for replay.
-    Parked,
-}
-
-impl Source {
-    /// Both sources, in the order they are read.
-    pub const ALL: [Source; 2] = [Source::Dlq, Source::Parked];
-
-    /// `dlq` or `parked`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Dlq => "dlq",
-            Source::Parked => "parked",
-        }
-    }
-
-    /// This source's queue for `flow`.
-    pub fn queue(self, topology: &TopologySettings, flow: Flow) -> String {
-        match self {
-            Source::Dlq => topology.dlq(flow),
-            Source::Parked => topology.parked(flow),
-        }
-    }
-}
 
 /// Every condition must hold; a list holds when it is empty or names the message's value.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +24,7 @@ pub struct Filter {
     /// Ticket ids to match, exactly.
     pub tickets: Vec<String>,
     /// Error classes to match (`rejected`, `delivery-limit`, ...; [`UNKNOWN`] when underivable).
-    pub error_classes: Vec<String>,
+    pub error_classes: Vec<FailureClass>,
     /// Messages that last failed at or after this time; messages without a failure time never
     /// match a time bound.
     pub since: Option<DateTime<Utc>>,

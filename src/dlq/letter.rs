@@ -4,22 +4,17 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use serde_json::{Value, json};
 
-use super::filter::Source;
+use super::source::Source;
 use crate::broker::headers::{self, get_int, get_str};
-use crate::flows::Flow;
+use crate::failure_class::FailureClass;
+use crate::flow::Flow;
 
 /// Header the quorum queue adds to a message it delivers again: how often it was returned.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
-/// The broker's own dead-lettering history (most recent first).
-pub const X_DEATH: &str = "x-death";
-/// Reason of the first broker dead-lettering.
-pub const X_FIRST_DEATH_REASON: &str = "x-first-death-reason";
-/// The class given to messages the broker dead-lettered for exceeding the work queue's
-/// delivery limit (they carry no `x-error-class`).
-pub const DELIVERY_LIMIT: &str = "delivery-limit";
+pub use crate::broker::death::{X_DEATH, X_FIRST_DEATH_REASON};
 
 /// A dead letter read from a dlq or parked queue.
 #[derive(Debug, Clone)]
@@ -35,7 +30,7 @@ pub struct DeadLetter {
     /// `x-ticket-id`, else the body's `ticket_id`.
     pub ticket_id: Option<String>,
     /// `x-error-class`, else derived from the broker's `x-death`, else `unknown`.
-    pub error_class: String,
+    pub error_class: FailureClass,
     /// TIXnGO's status code, when the failure had one: groups refusals by cause.
     pub http_status: Option<i64>,
     /// The failure's reason in words.
@@ -81,9 +76,7 @@ impl DeadLetter {
         let organization = get_str(table, headers::ORGANIZATION).or(from_body.organization);
         let ticket_id = get_str(table, headers::TICKET_ID).or(from_body.ticket_id);
         let last_failure_at = get_str(table, headers::LAST_FAILURE_AT);
-        let bridge_class = get_str(table, headers::ERROR_CLASS);
-        let death = latest_death(table);
-        let (error_class, failed_at) = classify(bridge_class, death, table, last_failure_at.as_deref());
+        let (error_class, failed_at) = crate::broker::death::failure_of(table);
         Self {
             queue: queue.to_owned(),
             source,
@@ -124,7 +117,7 @@ impl DeadLetter {
             "flow": self.flow.as_str(),
             "organization": self.organization,
             "ticket_id": self.ticket_id,
-            "error_class": self.error_class,
+            "error_class": self.error_class.as_str(),
             "http_status": self.http_status,
             "error_message": self.error_message,
             "retry_count": self.retry_count,
@@ -140,70 +133,6 @@ impl DeadLetter {
             "body": String::from_utf8_lossy(&self.body),
         })
     }
-}
-
-/// The error class and failure time. The bridge's own class wins, except `transient`: a message
-/// carrying it was between retries when the broker dead-lettered it (its worker kept crashing),
-/// so the broker's reason is the real one.
-fn classify(
-    bridge_class: Option<String>,
-    death: Option<Death>,
-    table: Option<&FieldTable>,
-    last_failure_at: Option<&str>,
-) -> (String, Option<DateTime<Utc>>) {
-    let parsed_last = last_failure_at
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    match bridge_class {
-        Some(class) if class != "transient" => (class, parsed_last),
-        bridge_class => {
-            let reason = death
-                .as_ref()
-                .and_then(|d| d.reason.clone())
-                .or_else(|| get_str(table, X_FIRST_DEATH_REASON));
-            match reason {
-                Some(reason) => (broker_class(&reason), death.and_then(|d| d.time).or(parsed_last)),
-                None => (bridge_class.unwrap_or_else(|| "unknown".to_owned()), parsed_last),
-            }
-        }
-    }
-}
-
-/// `delivery_limit` → `delivery-limit`; other broker reasons (`expired`, `maxlen`, `rejected`)
-/// get a `broker-` prefix so that `rejected` is not mistaken for TIXnGO's refusal.
-fn broker_class(reason: &str) -> String {
-    if reason == "delivery_limit" {
-        DELIVERY_LIMIT.to_owned()
-    } else {
-        format!("broker-{}", reason.replace('_', "-"))
-    }
-}
-
-/// The most recent entry of `x-death`.
-struct Death {
-    /// `delivery_limit`, `expired`, `rejected`, `maxlen`.
-    reason: Option<String>,
-    /// When the broker dead-lettered it.
-    time: Option<DateTime<Utc>>,
-}
-
-fn latest_death(table: Option<&FieldTable>) -> Option<Death> {
-    let AMQPValue::FieldArray(entries) = table?.inner().get(X_DEATH)? else {
-        return None;
-    };
-    let AMQPValue::FieldTable(entry) = entries.as_slice().first()? else {
-        return None;
-    };
-    let time = match entry.inner().get("time") {
-        Some(AMQPValue::Timestamp(seconds)) => i64::try_from(*seconds)
-            .ok()
-            .and_then(|s| Utc.timestamp_opt(s, 0).single()),
-        _ => None,
-    };
-    Some(Death {
-        reason: get_str(Some(entry), "reason"),
-        time,
-    })
 }
 
 /// The identity fields of a body, for messages whose headers do not name them.
@@ -267,7 +196,7 @@ pub fn amqp_to_json(value: &AMQPValue) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use lapin::types::{FieldArray, LongString, ShortString};
+    use lapin::types::{FieldArray, FieldTable, LongString, ShortString};
 
     use super::*;
 
@@ -294,7 +223,7 @@ mod tests {
         );
         assert_eq!(letter.flow, Flow::Cancel);
         assert_eq!(letter.organization, None);
-        assert_eq!(letter.error_class, "unknown");
+        assert_eq!(letter.error_class, FailureClass::Unknown);
         assert_eq!(letter.failed_at, None);
         assert_eq!(letter.to_json()["organization"], Value::Null);
     }
@@ -325,7 +254,7 @@ mod tests {
             &properties,
             br#"{"organization":"ACME","ticket_id":"T-1","product":{}}"#,
         );
-        assert_eq!(letter.error_class, DELIVERY_LIMIT);
+        assert_eq!(letter.error_class, FailureClass::DeliveryLimit);
         assert_eq!(letter.organization.as_deref(), Some("ACME"));
         assert_eq!(letter.ticket_id.as_deref(), Some("T-1"));
         assert_eq!(letter.failed_at.map(|t| t.timestamp()), Some(1_800_000_000));
@@ -347,7 +276,7 @@ mod tests {
             &properties,
             br#"{"organization":"ACME","ticket_id":7}"#,
         );
-        assert_eq!(letter.error_class, "rejected");
+        assert_eq!(letter.error_class, FailureClass::Rejected);
         assert_eq!(letter.organization.as_deref(), Some("GLOBEX"));
         assert_eq!(letter.ticket_id, None);
         assert_eq!(letter.http_status, Some(409));

@@ -53,16 +53,21 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ConfigArg, DlqCommand, DlqFilterArgs, EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE};
+use crate::config::ConfigArg;
+use crate::exit::{EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE};
+use args::{DlqCommand, DlqFilterArgs};
 
+pub mod args;
 pub mod filter;
 pub mod letter;
 pub mod ops;
 pub mod output;
+pub mod source;
 
-pub use filter::{Filter, Rate, Source, parse_rate, parse_time};
+pub use filter::{Filter, Rate, parse_rate, parse_time};
 pub use letter::DeadLetter;
 pub use ops::{DlqError, Listing, ReplayOptions, Session, Summary};
+pub use source::Source;
 
 pub use crate::exit::EXIT_INTERRUPTED;
 

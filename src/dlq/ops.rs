@@ -12,13 +12,15 @@ use lapin::{Channel, Connection};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::filter::{Filter, Rate, Source};
+use super::filter::{Filter, Rate};
 use super::letter::{DELIVERY_COUNT, DeadLetter, X_DEATH};
+use super::source::Source;
 use crate::broker::headers;
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, PublishError};
 use crate::config::{Settings, TopologySettings};
 use crate::engine::settle::{DEFERRED_COUNT, carried_properties};
-use crate::flows::Flow;
+use crate::failure_class::FailureClass;
+use crate::flow::Flow;
 
 /// How many failure reasons a summary keeps: enough to see the cause, not a flood.
 const MAX_FAILURE_REASONS: usize = 5;
@@ -81,7 +83,7 @@ impl Counts {
 }
 
 /// What `list` groups by: flow, organization, error class, HTTP status.
-pub type GroupKey = (Flow, Option<String>, String, Option<i64>);
+pub type GroupKey = (Flow, Option<String>, FailureClass, Option<i64>);
 
 /// `list`'s answer.
 #[derive(Debug, Default)]

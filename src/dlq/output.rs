@@ -22,7 +22,7 @@ pub fn listing_json(listing: &Listing) -> Value {
         "groups": listing.groups.iter().map(|((flow, organization, class, status), counts)| json!({
             "flow": flow.as_str(),
             "organization": organization,
-            "error_class": class,
+            "error_class": class.as_str(),
             "http_status": status,
             "dlq": counts.dlq,
             "parked": counts.parked,
@@ -50,7 +50,7 @@ pub fn listing_table(listing: &Listing) -> String {
         rows.push([
             flow.as_str().to_owned(),
             organization.clone().unwrap_or_else(|| NONE.to_owned()),
-            class.clone(),
+            class.as_str().to_owned(),
             status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             counts.dlq.to_string(),
             counts.parked.to_string(),

@@ -38,7 +38,7 @@ pub fn decode<M: DeserializeOwned + TicketMessage>(
             return Err(invalid(
                 format!(
                     "content type {:?} is not application/json",
-                    crate::broker::headers::truncate(content_type.as_str(), 64)
+                    crate::text::truncate(content_type.as_str(), 64)
                 ),
                 peek(body),
             ));

@@ -8,7 +8,7 @@
 //! `crate::flows`) only supplies how a message becomes a TIXnGO request and which call to make.
 //! Settling a message (outcome event, retry tier or dead letter, then ack) is `settle`'s job.
 
-pub mod breaker;
+pub use crate::orgs::breaker;
 pub mod decode;
 pub mod settle;
 pub mod supervisor;
@@ -32,13 +32,13 @@ use tracing::Instrument;
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing};
 use crate::config::Settings;
 use crate::context::Context;
-use crate::flows::Flow;
+use crate::flow::Flow;
 use crate::health::Health;
 use crate::messages::TicketMessage;
 use crate::metrics::Metrics;
+use crate::orgs::breaker::BreakerState;
 use crate::orgs::{Organization, Organizations};
 use crate::tixngo::{CallError, ErrorClass, ItemOk, ItemResult};
-use breaker::BreakerState;
 use settle::{Known, Settler};
 use supervisor::SessionFailure;
 
@@ -409,7 +409,7 @@ impl<H: FlowHandler> Session<H> {
                 return Err(decode::Invalid {
                     reason: format!(
                         "unknown organization {:?}: no TIXnGO interface is configured for it",
-                        crate::broker::headers::truncate(message.organization(), 64)
+                        crate::text::truncate(message.organization(), 64)
                     ),
                     known,
                 });

@@ -14,19 +14,20 @@ use tracing::Instrument;
 use crate::broker::headers::{self, Failure, FailureContext};
 use crate::broker::{ConfirmedPublisher, Outgoing};
 use crate::config::Settings;
-use crate::flows::Flow;
+use crate::failure_class::FailureClass;
+use crate::flow::Flow;
 use crate::messages::OutcomeEvent;
 use crate::metrics::{Metrics, Outcome};
 use crate::tixngo::{ItemOk, S360Status};
 
+pub use crate::broker::headers::{DEFERRED_COUNT, carried_properties};
+
 /// The message cannot be read or validated.
-pub const INVALID_MESSAGE: &str = "invalid-message";
+pub const INVALID_MESSAGE: FailureClass = FailureClass::InvalidMessage;
 /// TIXnGO refused it for good.
-pub const REJECTED: &str = "rejected";
+pub const REJECTED: FailureClass = FailureClass::Rejected;
 /// Transient failures outlasted every retry tier.
-pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
-/// Marks a message deferred by an open breaker (not counted as a retry).
-pub const DEFERRED_COUNT: &str = "x-deferred-count";
+pub const RETRIES_EXHAUSTED: FailureClass = FailureClass::RetriesExhausted;
 
 /// What is known of a message's identity.
 #[derive(Debug, Clone, Default)]
@@ -92,7 +93,7 @@ impl Settler {
         &self,
         delivery: &Delivery,
         known: &Known,
-        class: &str,
+        class: FailureClass,
         message: &str,
         http_status: Option<u16>,
     ) {
@@ -150,7 +151,7 @@ impl Settler {
         &self,
         delivery: &Delivery,
         known: &Known,
-        class: &str,
+        class: FailureClass,
         message: &str,
         http_status: Option<u16>,
     ) {
@@ -169,7 +170,7 @@ impl Settler {
             known,
             OutcomeEvent {
                 kind: format!("{}.dead-lettered", self.flow),
-                error_class: Some(class.to_owned()),
+                error_class: Some(class.as_str().to_owned()),
                 error_message: Some(headers::truncate(message, headers::MAX_ERROR_MESSAGE_BYTES)),
                 ..blank_event()
             },
@@ -179,7 +180,7 @@ impl Settler {
             // Read from a message that failed validation, so either may be megabytes long.
             organization = known.organization.as_deref().map(|o| headers::truncate(o, 128)).as_deref().unwrap_or("?"),
             ticket_id = known.ticket_id.as_deref().map(|t| headers::truncate(t, 128)).as_deref().unwrap_or("?"),
-            error_class = class,
+            error_class = class.as_str(),
             reason = %headers::truncate(message, 512),
             "dead-lettered"
         );
@@ -190,7 +191,7 @@ impl Settler {
             }
         }
         self.count(known, Outcome::DeadLettered);
-        self.metrics.dead_letter(self.flow.as_str(), class);
+        self.metrics.dead_letter(self.flow.as_str(), class.as_str());
         self.ack(delivery).await;
     }
 
@@ -215,7 +216,7 @@ impl Settler {
             return;
         };
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
-        self.record(&mut table, known, "transient", message, http_status);
+        self.record(&mut table, known, FailureClass::Transient, message, http_status);
         headers::set_int(&mut table, headers::RETRY_COUNT, count + 1);
         if self.delay(delivery, tier, table, known).await {
             self.count(known, Outcome::Retried);
@@ -323,7 +324,7 @@ impl Settler {
         &self,
         table: &mut FieldTable,
         known: &Known,
-        class: &str,
+        class: FailureClass,
         message: &str,
         http_status: Option<u16>,
     ) {
@@ -380,36 +381,4 @@ fn blank_event() -> OutcomeEvent {
         message_id: None,
         at: headers::rfc3339(Utc::now()),
     }
-}
-
-/// The properties a republished message keeps. Built afresh rather than copied so that
-/// `expiration` (would cut a retry short) and `user_id` (checked by the broker against the
-/// bridge's own user) are not carried over.
-pub fn carried_properties(original: &BasicProperties) -> BasicProperties {
-    let mut properties = BasicProperties::default();
-    if let Some(v) = original.content_type() {
-        properties = properties.with_content_type(v.clone());
-    }
-    if let Some(v) = original.content_encoding() {
-        properties = properties.with_content_encoding(v.clone());
-    }
-    if let Some(v) = original.message_id() {
-        properties = properties.with_message_id(v.clone());
-    }
-    if let Some(v) = original.correlation_id() {
-        properties = properties.with_correlation_id(v.clone());
-    }
-    if let Some(v) = original.reply_to() {
-        properties = properties.with_reply_to(v.clone());
-    }
-    if let Some(v) = original.timestamp() {
-        properties = properties.with_timestamp(*v);
-    }
-    if let Some(v) = original.kind() {
-        properties = properties.with_type(v.clone());
-    }
-    if let Some(v) = original.app_id() {
-        properties = properties.with_app_id(v.clone());
-    }
-    properties
 }

@@ -1,7 +1,7 @@
 //! Cancellation: a ticket cancelled or invalidated in S-360 is deleted in TIXnGO.
 
 use crate::engine::FlowHandler;
-use crate::flows::Flow;
+use crate::flow::Flow;
 use crate::messages::CancelMessage;
 use crate::orgs::Organization;
 use crate::tixngo::{CallError, CancelItem, ItemResult};

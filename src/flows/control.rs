@@ -3,7 +3,7 @@
 use chrono::SecondsFormat;
 
 use crate::engine::FlowHandler;
-use crate::flows::Flow;
+use crate::flow::Flow;
 use crate::messages::ControlMessage;
 use crate::orgs::Organization;
 use crate::tixngo::{CallError, ControlItem, ItemResult};

@@ -1,7 +1,7 @@
 //! Injection: a ticket issued in S-360 is created in TIXnGO (and counts as printed in S-360).
 
 use crate::engine::FlowHandler;
-use crate::flows::Flow;
+use crate::flow::Flow;
 use crate::messages::InjectMessage;
 use crate::orgs::Organization;
 use crate::tixngo::{CallError, ItemResult, TicketDocument};

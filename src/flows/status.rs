@@ -6,12 +6,12 @@ use lapin::message::Delivery;
 use serde::Serialize;
 
 use crate::broker::Outgoing;
-use crate::broker::headers::rfc3339;
 use crate::engine::FlowHandler;
 use crate::engine::settle::{Known, Settler};
-use crate::flows::Flow;
+use crate::flow::Flow;
 use crate::messages::{OutcomeEvent, StatusQuery};
 use crate::orgs::Organization;
+use crate::text::rfc3339;
 use crate::tixngo::{CallError, ErrorClass, ItemError, ItemOk, ItemResult, S360Status};
 
 /// The on-demand status flow.

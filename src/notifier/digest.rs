@@ -9,7 +9,8 @@ use minijinja::{AutoEscape, Environment, context};
 use serde::Serialize;
 
 use super::smtp::Email;
-use crate::flows::Flow;
+use crate::failure_class::FailureClass;
+use crate::flow::Flow;
 
 /// Longest error text shown per ticket.
 const MAX_ERROR_CHARS: usize = 300;
@@ -24,7 +25,7 @@ pub struct GroupKey {
     /// Flow name.
     pub flow: Flow,
     /// Error class (`rejected`, `invalid-message`, `retries-exhausted`, `delivery-limit`, …).
-    pub class: String,
+    pub class: FailureClass,
 }
 
 /// One dead letter, as shown in a digest.
@@ -61,20 +62,6 @@ pub fn clean(text: &str, max: usize) -> String {
         cleaned.push('…');
     }
     cleaned
-}
-
-/// An error class as written in a header, reduced to a safe token.
-pub fn class_token(raw: &str) -> String {
-    if !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        raw.to_owned()
-    } else {
-        "unknown".to_owned()
-    }
 }
 
 const TEXT: &str = "\
@@ -135,7 +122,7 @@ pub fn render(
         count => count,
         organization => organization,
         flow => key.flow.as_str(),
-        class => &key.class,
+        class => key.class.as_str(),
         lines => minijinja::Value::from(minijinja::value::Serde(lines)),
         parked => parked_queue,
         replay => replay,
@@ -160,7 +147,8 @@ mod tests {
         let key = GroupKey {
             organization: Some("ACME".into()),
             flow: Flow::Inject,
-            class: class_token("rejected\r\nBcc: x@evil.example"),
+            // A hostile header value is no class of the vocabulary: `unknown`.
+            class: FailureClass::of_dead_letter(Some("rejected\r\nBcc: x@evil.example"), None),
         };
         let lines = [Line::new(
             Some("T-1\r\nBcc: victim@example.com"),
@@ -175,7 +163,7 @@ mod tests {
             vec!["a@b.example".into()],
         )
         .unwrap();
-        assert_eq!(key.class, "unknown");
+        assert_eq!(key.class, FailureClass::Unknown);
         assert!(!email.subject.contains('\n'));
         assert!(!email.text.contains("\r\nBcc"));
         assert!(email.text.contains("T-1  Bcc: victim@example.com"));

@@ -31,7 +31,7 @@ use crate::context::Context;
 use crate::engine::EngineError;
 use crate::engine::settle::carried_properties;
 use crate::engine::supervisor::{SessionFailure, supervise};
-use crate::flows::Flow;
+use crate::flow::Flow;
 use digest::{GroupKey, Line};
 use smtp::{Email, Mailer};
 
@@ -181,9 +181,9 @@ fn classify(context: &Context, flow: Flow, delivery: &Delivery) -> (GroupKey, Li
     let table = delivery.properties.headers().as_ref();
     let organization = headers::get_str(table, headers::ORGANIZATION)
         .filter(|code| context.organizations.get(code).is_some());
-    let class = headers::get_str(table, headers::ERROR_CLASS)
-        .or_else(|| broker_death_reason(table))
-        .map_or_else(|| "unknown".to_owned(), |c| digest::class_token(&c));
+    // The one classifier `dlq` uses too, so the e-mail's `dlq replay --error-class` selects
+    // exactly the messages it lists.
+    let (class, _) = crate::broker::death::failure_of(table);
     let line = Line::new(
         headers::get_str(table, headers::TICKET_ID).as_deref(),
         headers::get_str(table, headers::ERROR_MESSAGE).as_deref(),
@@ -197,12 +197,6 @@ fn classify(context: &Context, flow: Flow, delivery: &Delivery) -> (GroupKey, Li
         },
         line,
     )
-}
-
-/// A message the broker dead-lettered itself (delivery limit, …) has no `x-error-class`; its
-/// reason is in `x-first-death-reason` (e.g. `delivery_limit` → `delivery-limit`).
-fn broker_death_reason(table: Option<&FieldTable>) -> Option<String> {
-    headers::get_str(table, "x-first-death-reason").map(|reason| reason.replace('_', "-"))
 }
 
 /// Mails one group, then parks its messages. `Ok(false)`: SMTP refused, retry later.

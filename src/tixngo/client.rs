@@ -10,12 +10,12 @@ use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use url::Url;
 
+pub use super::document::TicketDocument;
 use super::error::{CallError, ErrorClass, ItemError, status_class};
-use crate::broker::headers::truncate;
 use crate::config::{Interface, TixngoSettings};
+use crate::text::truncate;
 
 /// Builds a connection pool trusting the system roots only.
 pub fn http_client(settings: &TixngoSettings) -> reqwest::Result<reqwest::Client> {
@@ -467,13 +467,4 @@ fn default_message(kind: BatchKind, code: u16) -> &'static str {
         (BatchKind::Control, 409) => "ticket is deleted in TIXnGO and cannot be controlled",
         _ => "TIXnGO refused the ticket",
     }
-}
-
-/// A TIXnGO ticket document ready to send, with its id kept aside to check TIXnGO's answer.
-#[derive(Debug, Clone)]
-pub struct TicketDocument {
-    /// `ticketId` of the document.
-    pub ticket_id: String,
-    /// The document, serialized once when the message is prepared.
-    pub json: Box<RawValue>,
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value, value::ValueKind};
 use serde_json::value::RawValue;
 
-use super::TicketDocument;
+use super::document::TicketDocument;
 use crate::messages::{InjectMessage, MAX_BARCODE_CHARS, MAX_TICKET_ID_CHARS};
 
 /// The name the template is registered under inside its environment.

@@ -255,7 +255,7 @@ proptest! {
         lines in proptest::collection::vec((opt(nasty_string()), opt(nasty_string()), any::<Option<i64>>()), 0..20),
         class in nasty_string(),
     ) {
-        let key = GroupKey { organization: Some("ACME".into()), flow: Flow::Inject, class: digest::class_token(&class) };
+        let key = GroupKey { organization: Some("ACME".into()), flow: Flow::Inject, class: tixngo_bridge::failure_class::FailureClass::of_dead_letter(Some(&class), None) };
         let lines: Vec<Line> = lines.iter().map(|(t, e, s)| Line::new(t.as_deref(), e.as_deref(), *s)).collect();
         let email = digest::render(&key, lines.len(), &lines, "tixngo.inject.parked", vec!["ops@acme.example".into()]).unwrap();
         prop_assert!(!email.subject.contains(['\r', '\n']));
@@ -693,7 +693,10 @@ async fn poison_message_is_bounded_by_the_delivery_limit() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let letter = DeadLetter::read(&dlq, Source::Dlq, Flow::Inject, &raw.properties, &raw.data);
-    assert_eq!(letter.error_class, "delivery-limit");
+    assert_eq!(
+        letter.error_class,
+        tixngo_bridge::failure_class::FailureClass::DeliveryLimit
+    );
     assert_eq!(letter.ticket_id.as_deref(), Some("POISON-1"));
     assert_eq!(raw.data, body(&poison), "the body is kept for replay");
     assert_eq!(app.queue_len(&work).await, 0);

@@ -3,8 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod breaker;
+
+use breaker::Breaker;
+
 use crate::config::{Interface, InterfaceKind, Settings};
-use crate::engine::breaker::Breaker;
 use crate::messages::InjectMessage;
 use crate::tixngo::client::{ClientBuildError, HttpClientError, http_client_with_ca};
 use crate::tixngo::template::{TemplateError, TicketTemplate};
