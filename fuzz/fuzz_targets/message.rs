@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     let key = GroupKey {
         organization: Some("ACME".into()),
         flow: "inject",
-        class: digest::class_token(&error),
+        class: tixngo_bridge::failure_class::FailureClass::of_dead_letter(Some(&error), None),
     };
     let lines = [Line::new(ticket_id.as_deref(), Some(&error), Some(422))];
     if let Ok(email) = digest::render(
