@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let key = GroupKey {
         organization: Some("ACME".into()),
-        flow: "inject",
+        flow: tixngo_bridge::flow::Flow::Inject,
         class: tixngo_bridge::failure_class::FailureClass::of_dead_letter(Some(&error), None),
     };
     let lines = [Line::new(ticket_id.as_deref(), Some(&error), Some(422))];
