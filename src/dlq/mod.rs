@@ -96,9 +96,9 @@ pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
             match result {
                 Ok(listing) => {
                     if args.json {
-                        println!("{}", pretty(&output::listing_json(&listing)));
+                        crate::output::println(&pretty(&output::listing_json(&listing)));
                     } else {
-                        print!("{}", output::listing_table(&listing));
+                        crate::output::print(&output::listing_table(&listing));
                     }
                     ExitCode::from(EXIT_OK)
                 }
@@ -115,14 +115,14 @@ pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
             match result {
                 Ok(letters) if args.json => {
                     let all: Vec<_> = letters.iter().map(DeadLetter::to_json).collect();
-                    println!("{}", pretty(&serde_json::Value::Array(all)));
+                    crate::output::println(&pretty(&serde_json::Value::Array(all)));
                     ExitCode::from(EXIT_OK)
                 }
                 Ok(letters) => {
                     for letter in &letters {
-                        print!("{}", output::letter_text(letter));
+                        crate::output::print(&output::letter_text(letter));
                     }
-                    println!("{} message(s)", letters.len());
+                    crate::output::println(&format!("{} message(s)", letters.len()));
                     ExitCode::from(EXIT_OK)
                 }
                 Err(error) => failed(&error),
@@ -145,7 +145,7 @@ pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
             progress.finish_and_clear();
             session.close().await;
             for letter in &summary.selected {
-                println!("{}", output::selected_line(letter));
+                crate::output::println(&output::selected_line(letter));
             }
             finish("replayed", &summary, args.dry_run, result)
         }
@@ -185,7 +185,7 @@ async fn open(config: &ConfigArg) -> Result<Session, ExitCode> {
 
 /// Prints the summary (stdout) and any error (stderr); picks the exit code.
 fn finish(verb: &str, summary: &Summary, dry_run: bool, result: Result<(), DlqError>) -> ExitCode {
-    println!("{}", output::summary_line(verb, summary, dry_run));
+    crate::output::println(&output::summary_line(verb, summary, dry_run));
     for reason in &summary.failure_reasons {
         eprintln!("failed: {reason}");
     }
