@@ -163,10 +163,7 @@ pub fn letter_text(letter: &DeadLetter) -> String {
         }
         Err(_) => {
             // Not text: never raw to a terminal, and never lossily (the bytes stay recoverable).
-            text.push_str(&format!(
-                "body ({} bytes, not UTF-8, hex):\n",
-                letter.body.len()
-            ));
+            text.push_str(&format!("body ({} bytes, not UTF-8, hex):\n", letter.body.len()));
             let hex = hex(&letter.body);
             let lines: Vec<&str> = hex
                 .as_bytes()

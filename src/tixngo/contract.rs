@@ -191,7 +191,14 @@ impl Checker {
     }
 
     /// A string that must not be empty (nor only blanks), with an optional length limit.
-    fn text(&mut self, object: &Map<String, Value>, prefix: &str, name: &str, required: bool, max: Option<usize>) {
+    fn text(
+        &mut self,
+        object: &Map<String, Value>,
+        prefix: &str,
+        name: &str,
+        required: bool,
+        max: Option<usize>,
+    ) {
         if required && !self.required(object, prefix, name) {
             return;
         }
@@ -243,7 +250,10 @@ impl Checker {
                 .as_str()
                 .is_some_and(|s| s.len() == n && s.bytes().all(|b| b.is_ascii_uppercase()))
         {
-            self.err(&format!("{prefix}{name}"), &format!("must be {n} upper-case letters"));
+            self.err(
+                &format!("{prefix}{name}"),
+                &format!("must be {n} upper-case letters"),
+            );
         }
     }
 

@@ -25,10 +25,22 @@ const NAME: &str = "ticket";
 /// The injection examples every template must render into a valid ticket when it loads, one per
 /// product kind, built into the binary so it needs no file of the repository.
 pub const EXAMPLES: &[(&str, &str)] = &[
-    ("inject-match.json", include_str!("../../schemas/examples/inject-match.json")),
-    ("inject-event.json", include_str!("../../schemas/examples/inject-event.json")),
-    ("inject-service.json", include_str!("../../schemas/examples/inject-service.json")),
-    ("inject-open-pass.json", include_str!("../../schemas/examples/inject-open-pass.json")),
+    (
+        "inject-match.json",
+        include_str!("../../schemas/examples/inject-match.json"),
+    ),
+    (
+        "inject-event.json",
+        include_str!("../../schemas/examples/inject-event.json"),
+    ),
+    (
+        "inject-service.json",
+        include_str!("../../schemas/examples/inject-service.json"),
+    ),
+    (
+        "inject-open-pass.json",
+        include_str!("../../schemas/examples/inject-open-pass.json"),
+    ),
     (
         "inject-membership-card.json",
         include_str!("../../schemas/examples/inject-membership-card.json"),
@@ -198,7 +210,11 @@ impl TicketTemplate {
         let problems = check_ticket(&value);
         if let Some(first) = problems.first() {
             let key = first.path.rsplit(['.', ']']).next().unwrap_or_default();
-            let list = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let list = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             return Err(Refusal {
                 line: line_of_key(self.source(), key, false),
                 detail: format!("the ticket does not meet the TIXnGO contract: {list}"),
@@ -331,7 +347,11 @@ fn line_of_key(source: &str, key: &str, last: bool) -> Option<usize> {
         return None;
     }
     let quoted = format!("\"{key}\"");
-    let at = if last { source.rfind(&quoted) } else { source.find(&quoted) }?;
+    let at = if last {
+        source.rfind(&quoted)
+    } else {
+        source.find(&quoted)
+    }?;
     Some(source[..at].matches('\n').count() + 1)
 }
 
@@ -553,4 +573,3 @@ fn json_formatter(out: &mut minijinja::Output, _: &mut minijinja::State, value: 
         }
     }
 }
-

@@ -89,7 +89,11 @@ fn missing_variable_names_the_template_and_the_variable_at_load() {
         "\"id\": \"{{ performance.id }}\",",
         "\"id\": \"{{ performance.id }}\", \"competition\": \"{{ performance.competition }}\",",
     );
-    let line = source.lines().position(|l| l.contains("competition\": ")).unwrap() + 1;
+    let line = source
+        .lines()
+        .position(|l| l.contains("competition\": "))
+        .unwrap()
+        + 1;
     let error = load_error(&source);
     assert!(
         error.contains(&format!("inline.j2 line {line}"))
@@ -132,7 +136,8 @@ fn unknown_filter_fails_at_load_with_file_and_line() {
     let line = source.lines().position(|l| l.contains("datetimeformat")).unwrap() + 1;
     let error = load_error(&source);
     assert!(
-        error.contains(&format!("inline.j2 line {line}")) && error.contains("unknown filter `datetimeformat`"),
+        error.contains(&format!("inline.j2 line {line}"))
+            && error.contains("unknown filter `datetimeformat`"),
         "{error}"
     );
     // In a branch no example takes, and a test and a function that do not exist.
@@ -145,7 +150,10 @@ fn unknown_filter_fails_at_load_with_file_and_line() {
             "{% if product.kind is kind_of_match %}{% endif %}",
             "unknown test `kind_of_match`",
         ),
-        ("{% if product.kind == \"none\" %}{{ now() }}{% endif %}", "unknown function `now`"),
+        (
+            "{% if product.kind == \"none\" %}{{ now() }}{% endif %}",
+            "unknown function `now`",
+        ),
     ] {
         let error = load_error(&format!("{}\n{source}", example_source().trim_end()));
         let line = example_source().lines().count() + 1;
@@ -219,7 +227,8 @@ fn mapping_and_template_follow_the_same_limits() {
     // Every bundled example through the mapping meets the contract the templates are held to.
     for (name, text) in tixngo_bridge::tixngo::template::EXAMPLES {
         let m = message(serde_json::from_str(text).unwrap());
-        let problems = tixngo_bridge::tixngo::contract::check_ticket(&tixngo_bridge::tixngo::mapping::to_tixngo(&m));
+        let problems =
+            tixngo_bridge::tixngo::contract::check_ticket(&tixngo_bridge::tixngo::mapping::to_tixngo(&m));
         assert!(problems.is_empty(), "{name}: {problems:?}");
     }
 }
@@ -334,7 +343,9 @@ fn render_command_prints_the_payload() {
     assert_eq!(ticket["event"]["name"], "Servette FC - FC Basel 1893");
     // The exact bytes the bridge sends, not a re-serialization.
     let template = TicketTemplate::load(Path::new(EXAMPLE)).unwrap();
-    let sent = template.render(&self::message(match_ticket("ACME", "R-1"))).unwrap();
+    let sent = template
+        .render(&self::message(match_ticket("ACME", "R-1")))
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), sent.json.get());
 }
 
