@@ -385,3 +385,39 @@ fn every_setting_loads_through_the_environment() {
         assert_eq!(get(&again), get(&shown), "{name}");
     }
 }
+
+/// `config check | head -1`, `render | head`, `topology export | head`: a reader that goes away
+/// ends the command quietly, exit 0, no panic.
+#[test]
+fn a_closed_pipe_ends_printing_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("m.json");
+    std::fs::write(&message, include_str!("../../schemas/examples/inject-match.json")).unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml");
+    let message = message.display().to_string();
+    for args in [
+        vec!["config", "check", "--config", example],
+        vec!["topology", "export", "--config", example],
+        vec![
+            "render",
+            "--config",
+            example,
+            "--organization",
+            "ACME",
+            "--message",
+            &message,
+        ],
+    ] {
+        let mut child = bridge()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
