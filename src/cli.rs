@@ -625,7 +625,7 @@ fn render(args: &ConfigArg, organization: &str, message: &std::path::Path) -> Ex
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let result = serde_json::from_str::<crate::messages::InjectMessage>(&text)
+    let result = crate::messages::from_json::<crate::messages::InjectMessage>(text.as_bytes())
         .map_err(|e| format!("message does not match the schema: {e}"))
         .and_then(|m| crate::messages::TicketMessage::validate(&m).map(|()| m))
         .and_then(|m| org.render(&m));

@@ -83,6 +83,22 @@ impl From<&DlqFilterArgs> for Filter {
 
 /// Runs one `dlq` subcommand and returns its exit code.
 pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
+    let filter = match &command {
+        DlqCommand::List(args) => &args.filter,
+        DlqCommand::Show(args) => &args.filter,
+        DlqCommand::Replay(args) => &args.filter,
+        DlqCommand::Purge(args) => &args.filter,
+    };
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since >= until
+    {
+        eprintln!(
+            "error: --since ({}) is not before --until ({}): no dead letter can match",
+            crate::broker::headers::rfc3339(since),
+            crate::broker::headers::rfc3339(until)
+        );
+        return ExitCode::from(crate::cli::EXIT_USAGE);
+    }
     match command {
         DlqCommand::List(args) => {
             let session = match open(&args.config).await {

@@ -421,3 +421,20 @@ fn a_closed_pipe_ends_printing_commands_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn since_after_until_is_a_usage_error() {
+    for command in ["list", "show", "replay", "purge"] {
+        let out = bridge()
+            .args(["dlq", command, "--since", "1h", "--until", "2h", "--config"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--since") && stderr.contains("--until"),
+            "{stderr}"
+        );
+    }
+}

@@ -400,3 +400,34 @@ async fn every_injection_example_is_accepted_by_the_simulator_with_mapping_and_t
     }
     assert!(checked >= 12, "every product kind, both ways: {checked}");
 }
+
+#[test]
+fn a_refused_date_names_the_field_not_a_column() {
+    let mut m = match_ticket("ACME", "D-1");
+    m["performance"]["start"] = json!("2026-12-06 18:00");
+    let body = serde_json::to_vec(&m).unwrap();
+    let error = tixngo_bridge::messages::from_json::<InjectMessage>(&body)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("performance.start: ") && !error.contains("column"),
+        "{error}"
+    );
+    // And through `render`, as an operator meets it.
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("m.json");
+    std::fs::write(&message, &body).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tixngo-bridge"))
+        .args(["render", "--organization", "ACME", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .arg("--message")
+        .arg(&message)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(
+        stderr.contains("performance.start: ") && !stderr.contains("column"),
+        "{stderr}"
+    );
+}
