@@ -523,7 +523,7 @@ fn report(result: Result<(), crate::app::AppError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(error) => {
-            tracing::error!(error = %crate::telemetry::chain(&error), "stopped with an error");
+            // Once, on stderr (where the logs go too): not also as a log line.
             eprintln!("error: {}", crate::telemetry::chain(&error));
             ExitCode::from(error.exit_code())
         }

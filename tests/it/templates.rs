@@ -21,10 +21,6 @@ fn render(template: &TicketTemplate, value: Value) -> Result<Value, String> {
         .map(|doc| serde_json::from_str(doc.json.get()).unwrap())
 }
 
-fn inline(source: &str) -> TicketTemplate {
-    TicketTemplate::from_source(Path::new("inline.j2"), source.to_owned()).unwrap()
-}
-
 #[test]
 fn example_template_renders_a_match_with_the_team_names() {
     let template = TicketTemplate::load(Path::new(EXAMPLE)).unwrap();
