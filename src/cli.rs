@@ -200,15 +200,23 @@ async fn status(args: &ConfigArg, organization: &str, ticket_id: &str, json: boo
         tixngo_status: state.map(|s| s.status),
         read_at: crate::text::rfc3339(chrono::Utc::now()),
     };
+    use crate::output::escape;
     if json {
-        println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
+        crate::output::println(&serde_json::to_string_pretty(&reply).unwrap_or_default());
     } else if let (Some(tixngo), Some(s360)) = (&reply.tixngo_status, reply.s360_status) {
-        println!(
-            "{} {}: TIXnGO {tixngo} (S-360: {s360}), read at {}",
-            reply.organization, reply.ticket_id, reply.read_at
-        );
+        crate::output::println(&format!(
+            "{} {}: TIXnGO {} (S-360: {s360}), read at {}",
+            escape(&reply.organization),
+            escape(&reply.ticket_id),
+            escape(tixngo),
+            reply.read_at
+        ));
     } else {
-        println!("{} {}: not known to TIXnGO", reply.organization, reply.ticket_id);
+        crate::output::println(&format!(
+            "{} {}: not known to TIXnGO",
+            escape(&reply.organization),
+            escape(&reply.ticket_id)
+        ));
     }
     ExitCode::from(if reply.found { EXIT_OK } else { EXIT_NOT_FOUND })
 }
@@ -217,7 +225,7 @@ fn report(result: Result<(), crate::app::AppError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(error) => {
-            tracing::error!(error = %crate::telemetry::chain(&error), "stopped with an error");
+            // Once, on stderr (where the logs go too): not also as a log line.
             eprintln!("error: {}", crate::telemetry::chain(&error));
             ExitCode::from(error.exit_code())
         }
@@ -235,8 +243,8 @@ pub fn load(args: &ConfigArg) -> Result<config::Settings, ExitCode> {
 fn config_check(args: &ConfigArg) -> ExitCode {
     match load(args) {
         Ok(settings) => {
-            println!("# {}: valid", args.config.display());
-            print!("{}", settings.redacted_toml());
+            crate::output::println(&format!("# {}: valid", args.config.display()));
+            crate::output::print(&settings.redacted_toml());
             ExitCode::from(EXIT_OK)
         }
         Err(code) => code,
@@ -265,12 +273,12 @@ async fn topology_declare(args: &ConfigArg) -> ExitCode {
     .await;
     match result {
         Ok(topology) => {
-            println!(
+            crate::output::println(&format!(
                 "declared {} exchanges, {} queues, {} bindings",
                 topology.exchanges.len(),
                 topology.queues.len(),
                 topology.bindings.len()
-            );
+            ));
             ExitCode::from(EXIT_OK)
         }
         Err(error) => {
@@ -295,7 +303,7 @@ fn topology_export(args: &ConfigArg, output: Option<PathBuf>) -> ExitCode {
     };
     match output {
         None => {
-            print!("{text}");
+            crate::output::print(&text);
             ExitCode::from(EXIT_OK)
         }
         Some(path) => match std::fs::write(&path, text) {
@@ -320,20 +328,23 @@ fn render(args: &ConfigArg, organization: &str, message: &std::path::Path) -> Ex
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let result = serde_json::from_str::<crate::messages::InjectMessage>(&text)
+    let result = crate::messages::from_json::<crate::messages::InjectMessage>(text.as_bytes())
         .map_err(|e| format!("message does not match the schema: {e}"))
         .and_then(|m| crate::messages::TicketMessage::validate(&m).map(|()| m))
         .and_then(|m| org.render(&m));
     match result {
         Ok(document) => {
-            let pretty = serde_json::from_str::<serde_json::Value>(document.json.get())
-                .and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or_else(|_| document.json.get().to_owned());
-            println!("{pretty}");
+            // The bytes of the request's ticket, as they are sent: not re-serialized, so a key
+            // written twice or a number's spelling is seen as TIXnGO sees it. A final new line only
+            // on a terminal, so `render > ticket.json` holds exactly the ticket.
+            crate::output::print(document.json.get());
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                crate::output::print("\n");
+            }
             ExitCode::from(EXIT_OK)
         }
         Err(reason) => {
-            eprintln!("invalid-message: {reason}");
+            eprintln!("invalid-message: {}", crate::output::escape(&reason));
             ExitCode::from(EXIT_DATA)
         }
     }

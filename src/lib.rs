@@ -18,6 +18,7 @@ pub mod messages;
 pub mod metrics;
 pub mod notifier;
 pub mod orgs;
+pub mod output;
 pub mod poller;
 pub mod shutdown;
 pub mod telemetry;

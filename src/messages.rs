@@ -501,3 +501,45 @@ pub struct OutcomeEvent {
     /// When the bridge observed the outcome (RFC 3339).
     pub at: String,
 }
+
+/// A JSON body that does not deserialize, with the field it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe_parse_error(.path, .source))]
+pub struct ParseError {
+    /// Where in the message: `performance.start`, `linked_ticket_ids[2]`; `.` for the message
+    /// itself.
+    pub path: String,
+    /// What serde_json found there.
+    pub source: serde_json::Error,
+}
+
+fn describe_parse_error(path: &str, error: &serde_json::Error) -> String {
+    // The field says where; a line and column of a one-line message do not.
+    let text = error.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) if path != "." => &text[..at],
+        _ => &text,
+    };
+    if path == "." {
+        text.to_owned()
+    } else {
+        format!("{path}: {text}")
+    }
+}
+
+/// Deserializes a message from JSON, naming the field a refusal is about (a refused date is
+/// `performance.start: premature end of input`, not a column).
+pub fn from_json<M: serde::de::DeserializeOwned>(body: &[u8]) -> Result<M, ParseError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<M, _> = serde_path_to_error::deserialize(&mut deserializer);
+    match parsed {
+        Ok(message) => deserializer.end().map(|()| message).map_err(|source| ParseError {
+            path: ".".to_owned(),
+            source,
+        }),
+        Err(error) => Err(ParseError {
+            path: error.path().to_string(),
+            source: error.into_inner(),
+        }),
+    }
+}

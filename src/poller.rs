@@ -364,7 +364,7 @@ async fn round(
             tracing::warn!(
                 organization = code,
                 error = %crate::telemetry::chain(&error),
-                retry_in = ?delay,
+                retry_in = %crate::telemetry::human(delay.to_std().unwrap_or_default()),
                 "TIXnGO diff failed"
             );
             (Utc::now() + delay, errors)

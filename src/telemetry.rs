@@ -24,7 +24,12 @@ pub fn init_with_default(format: LogFormat, default: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: no escape codes in files, pipes and log collectors
+    // (nor with NO_COLOR set, https://no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let output = match format {
         LogFormat::Pretty => output.boxed(),
         LogFormat::Json => output.json().flatten_event(true).boxed(),
@@ -46,14 +51,49 @@ fn may_hold_credentials(meta: &tracing::Metadata<'_>) -> bool {
     *meta.level() == tracing::Level::TRACE && meta.target() == "lapin::io_loop"
 }
 
-/// An error and its whole cause chain on one line: `a: b: c`.
+/// An error and its whole cause chain on one line: `a: b: c`. A cause the message already
+/// includes (an error whose text ends with `…: {source}`) is not repeated.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
+}
+
+/// A duration as a person writes it (`8s`, `1m 30s`, `250ms`) for logs, not a struct's Debug.
+pub fn human(duration: std::time::Duration) -> String {
+    // Whole milliseconds: nobody needs nanoseconds of a back-off.
+    let millis = std::time::Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+    humantime::format_duration(millis).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner cause")]
+    struct Inner;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        assert_eq!(chain(&Outer(Inner)), "outer: inner cause");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human(std::time::Duration::from_secs(8)), "8s");
+        assert_eq!(human(std::time::Duration::from_millis(90_250)), "1m 30s 250ms");
+    }
 }

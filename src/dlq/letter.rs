@@ -98,7 +98,8 @@ impl DeadLetter {
         }
     }
 
-    /// Every field as JSON, headers and body included (`dlq show --json`).
+    /// Every field as JSON, headers and body included (`dlq show --json`). A body that is UTF-8
+    /// is the string `body`; any other body is `body: null` and its exact bytes in `body_hex`.
     pub fn to_json(&self) -> Value {
         let headers: serde_json::Map<String, Value> = self
             .properties
@@ -111,7 +112,11 @@ impl DeadLetter {
                     .collect()
             })
             .unwrap_or_default();
-        json!({
+        let (body, body_hex) = match std::str::from_utf8(&self.body) {
+            Ok(text) => (Value::from(text), None),
+            Err(_) => (Value::Null, Some(crate::output::hex(&self.body))),
+        };
+        let mut json = json!({
             "queue": self.queue,
             "source": self.source.as_str(),
             "flow": self.flow.as_str(),
@@ -130,8 +135,12 @@ impl DeadLetter {
             "content_type": self.properties.content_type().as_ref().map(|c| c.as_str()),
             "correlation_id": self.properties.correlation_id().as_ref().map(|c| c.as_str()),
             "headers": headers,
-            "body": String::from_utf8_lossy(&self.body),
-        })
+            "body": body,
+        });
+        if let Some(body_hex) = body_hex {
+            json["body_hex"] = Value::from(body_hex);
+        }
+        json
     }
 }
 

@@ -87,6 +87,22 @@ impl From<&DlqFilterArgs> for Filter {
 
 /// Runs one `dlq` subcommand and returns its exit code.
 pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
+    let filter = match &command {
+        DlqCommand::List(args) => &args.filter,
+        DlqCommand::Show(args) => &args.filter,
+        DlqCommand::Replay(args) => &args.filter,
+        DlqCommand::Purge(args) => &args.filter,
+    };
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since >= until
+    {
+        eprintln!(
+            "error: --since ({}) is not before --until ({}): no dead letter can match",
+            crate::broker::headers::rfc3339(since),
+            crate::broker::headers::rfc3339(until)
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     match command {
         DlqCommand::List(args) => {
             let session = match open(&args.config).await {
@@ -100,9 +116,9 @@ pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
             match result {
                 Ok(listing) => {
                     if args.json {
-                        println!("{}", pretty(&output::listing_json(&listing)));
+                        crate::output::println(&pretty(&output::listing_json(&listing)));
                     } else {
-                        print!("{}", output::listing_table(&listing));
+                        crate::output::print(&output::listing_table(&listing));
                     }
                     ExitCode::from(EXIT_OK)
                 }
@@ -119,14 +135,14 @@ pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
             match result {
                 Ok(letters) if args.json => {
                     let all: Vec<_> = letters.iter().map(DeadLetter::to_json).collect();
-                    println!("{}", pretty(&serde_json::Value::Array(all)));
+                    crate::output::println(&pretty(&serde_json::Value::Array(all)));
                     ExitCode::from(EXIT_OK)
                 }
                 Ok(letters) => {
                     for letter in &letters {
-                        print!("{}", output::letter_text(letter));
+                        crate::output::print(&output::letter_text(letter));
                     }
-                    println!("{} message(s)", letters.len());
+                    crate::output::println(&format!("{} message(s)", letters.len()));
                     ExitCode::from(EXIT_OK)
                 }
                 Err(error) => failed(&error),
@@ -149,7 +165,7 @@ pub async fn run(command: DlqCommand, shutdown: CancellationToken) -> ExitCode {
             progress.finish_and_clear();
             session.close().await;
             for letter in &summary.selected {
-                println!("{}", output::selected_line(letter));
+                crate::output::println(&output::selected_line(letter));
             }
             finish("replayed", &summary, args.dry_run, result)
         }
@@ -189,7 +205,7 @@ async fn open(config: &ConfigArg) -> Result<Session, ExitCode> {
 
 /// Prints the summary (stdout) and any error (stderr); picks the exit code.
 fn finish(verb: &str, summary: &Summary, dry_run: bool, result: Result<(), DlqError>) -> ExitCode {
-    println!("{}", output::summary_line(verb, summary, dry_run));
+    crate::output::println(&output::summary_line(verb, summary, dry_run));
     for reason in &summary.failure_reasons {
         eprintln!("failed: {reason}");
     }

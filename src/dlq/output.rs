@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use super::letter::DeadLetter;
 use super::ops::{Listing, Summary};
 use crate::broker::headers;
+use crate::output::{escape, escape_lines, hex};
 
 /// Shown where a value is missing.
 const NONE: &str = "unknown";
@@ -49,7 +50,7 @@ pub fn listing_table(listing: &Listing) -> String {
     for ((flow, organization, class, status), counts) in &listing.groups {
         rows.push([
             flow.as_str().to_owned(),
-            organization.clone().unwrap_or_else(|| NONE.to_owned()),
+            escape(organization.as_deref().unwrap_or(NONE)).into_owned(),
             class.as_str().to_owned(),
             status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             counts.dlq.to_string(),
@@ -104,11 +105,11 @@ fn table<const N: usize>(rows: &[[String; N]], numeric_from: usize) -> String {
 /// `show` as text: one block per message, failure headers first, then the other headers, then
 /// the body (pretty-printed when it is JSON).
 pub fn letter_text(letter: &DeadLetter) -> String {
-    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| NONE.to_owned());
+    let or_none = |v: &Option<String>| escape(v.as_deref().unwrap_or(NONE)).into_owned();
     let count = |v: Option<i64>| v.map_or_else(|| "0".to_owned(), |n| n.to_string());
     let mut text = format!(
         "== {} ({}) message {}\n",
-        letter.queue,
+        escape(&letter.queue),
         letter.source.as_str(),
         or_none(&letter.message_id)
     );
@@ -120,7 +121,7 @@ pub fn letter_text(letter: &DeadLetter) -> String {
     ));
     text.push_str(&format!(
         "error: {}{}  retries: {}  replays: {}  returned to queue: {}\n",
-        letter.error_class,
+        letter.error_class.as_str(),
         letter
             .http_status
             .map_or_else(String::new, |s| format!(" (HTTP {s})")),
@@ -137,14 +138,14 @@ pub fn letter_text(letter: &DeadLetter) -> String {
             .unwrap_or_else(|| NONE.to_owned())
     ));
     if let Some(message) = &letter.error_message {
-        text.push_str(&format!("reason: {message}\n"));
+        text.push_str(&format!("reason: {}\n", escape(message)));
     }
     let json = letter.to_json();
     if let Some(all) = json["headers"].as_object() {
         let others: Vec<String> = all
             .iter()
             .filter(|(k, _)| !SHOWN_ABOVE.contains(&k.as_str()))
-            .map(|(k, v)| format!("  {k}: {v}"))
+            .map(|(k, v)| format!("  {}: {}", escape(k), escape(&v.to_string())))
             .collect();
         if !others.is_empty() {
             text.push_str("other headers:\n");
@@ -152,12 +153,26 @@ pub fn letter_text(letter: &DeadLetter) -> String {
             text.push('\n');
         }
     }
-    text.push_str("body:\n");
-    let body = String::from_utf8_lossy(&letter.body);
-    let pretty = serde_json::from_slice::<Value>(&letter.body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    text.push_str(pretty.as_deref().unwrap_or(&body));
+    match std::str::from_utf8(&letter.body) {
+        Ok(body) => {
+            text.push_str("body:\n");
+            let pretty = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok());
+            text.push_str(&escape_lines(pretty.as_deref().unwrap_or(body)));
+        }
+        Err(_) => {
+            // Not text: never raw to a terminal, and never lossily (the bytes stay recoverable).
+            text.push_str(&format!("body ({} bytes, not UTF-8, hex):\n", letter.body.len()));
+            let hex = hex(&letter.body);
+            let lines: Vec<&str> = hex
+                .as_bytes()
+                .chunks(64)
+                .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
+                .collect();
+            text.push_str(&lines.join("\n"));
+        }
+    }
     text.push_str("\n\n");
     text
 }
@@ -181,10 +196,10 @@ const SHOWN_ABOVE: &[&str] = &[
 pub fn selected_line(letter: &DeadLetter) -> String {
     format!(
         "{}  {}  {}  {}  {}{}",
-        letter.queue,
-        letter.organization.as_deref().unwrap_or(NONE),
-        letter.ticket_id.as_deref().unwrap_or(NONE),
-        letter.error_class,
+        escape(&letter.queue),
+        escape(letter.organization.as_deref().unwrap_or(NONE)),
+        escape(letter.ticket_id.as_deref().unwrap_or(NONE)),
+        letter.error_class.as_str(),
         letter.http_status.map_or_else(String::new, |s| format!("{s}  ")),
         letter
             .failed_at

@@ -50,11 +50,11 @@ pub fn decode<M: DeserializeOwned + TicketMessage>(
             Known::default(),
         ));
     }
-    let message: M = serde_json::from_slice(body).map_err(|e| {
+    let message: M = crate::messages::from_json(body).map_err(|e| {
         // serde_json reports some type mismatches (a list where an enum goes) as syntax
-        // errors; only call the body not JSON when it really is not.
-        let not_json =
-            (e.is_syntax() || e.is_eof()) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err();
+        // errors; only call the body not JSON when it really is not. The error names the field.
+        let not_json = (e.source.is_syntax() || e.source.is_eof())
+            && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err();
         let reason = if not_json {
             format!("body is not valid JSON: {e}")
         } else {

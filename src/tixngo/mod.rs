@@ -2,6 +2,7 @@
 //! undocumented parts of that API lives in this module, so it can be corrected in one place.
 
 pub mod client;
+pub mod contract;
 pub mod document;
 pub mod error;
 pub mod mapping;

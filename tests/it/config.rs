@@ -244,3 +244,197 @@ fn usage_errors_exit_64() {
     let out = bridge().args(["--help"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// GOOD with an SMTP section, so the notifier's settings are there too.
+fn good_with_smtp() -> String {
+    format!(
+        "{GOOD}\n[notifier]\nfallback_emails = [\"ops@bridge.example\"]\n[notifier.smtp]\nhost = \"127.0.0.1\"\nport = 2525\n\
+         security = \"none\"\nusername = \"bridge\"\npassword = \"file-password\"\nfrom = \"bridge@ops.example\"\ntimeout = \"10s\"\n"
+    )
+}
+
+fn load_env(text: &str, vars: &[(&str, &str)]) -> Result<config::Settings, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    config::load_with_env(&path, env)?.validate_with(|_| None)
+}
+
+#[test]
+fn environment_strings_are_kept_verbatim() {
+    use secrecy::ExposeSecret;
+    let settings = load_env(
+        &good_with_smtp(),
+        &[
+            ("TIXNGO_BRIDGE__NOTIFIER__SMTP__PASSWORD", "0123"),
+            ("TIXNGO_BRIDGE__AMQP__CONNECTION_NAME", "007"),
+            ("TIXNGO_BRIDGE__TOPOLOGY__QUEUE_PREFIX", "1e3"),
+            ("TIXNGO_BRIDGE__NOTIFIER__SMTP__USERNAME", "true"),
+        ],
+    )
+    .unwrap();
+    let smtp = settings.notifier.smtp.as_ref().unwrap();
+    let (username, password) = smtp.credentials.as_ref().unwrap();
+    assert_eq!(password.expose_secret(), "0123");
+    assert_eq!(username, "true");
+    assert_eq!(settings.amqp.connection_name, "007");
+    assert_eq!(settings.topology.queue_prefix, "1e3");
+}
+
+#[test]
+fn environment_lists_are_comma_separated() {
+    let settings = load_env(
+        &good_with_smtp(),
+        &[
+            ("TIXNGO_BRIDGE__TOPOLOGY__RETRY_TIERS", "5s, 30s"),
+            (
+                "TIXNGO_BRIDGE__NOTIFIER__FALLBACK_EMAILS",
+                "a@ops.example,b@ops.example",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        settings.topology.tiers(),
+        [
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(30)
+        ]
+    );
+    assert_eq!(
+        settings.notifier.fallback_emails,
+        ["a@ops.example", "b@ops.example"]
+    );
+    let single = load_env(GOOD, &[("TIXNGO_BRIDGE__TOPOLOGY__RETRY_TIERS", "1m")]).unwrap();
+    assert_eq!(single.topology.tiers(), [std::time::Duration::from_secs(60)]);
+}
+
+#[test]
+fn an_environment_error_names_the_variable_not_the_file() {
+    for (name, value) in [
+        ("TIXNGO_BRIDGE__WORKER__PREFETCH", "many"),
+        ("TIXNGO_BRIDGE__TOPOLOGY__RETRY_TIERS", "5s,soon"),
+        ("TIXNGO_BRIDGE__WORKER__PREFETSH", "10"),
+    ] {
+        let error = load_env(GOOD, &[(name, value)]).unwrap_err();
+        let problem = &error.problems[0];
+        assert_eq!(problem.location, name, "{error}");
+        assert!(!problem.to_string().contains("bridge.toml"), "{error}");
+    }
+}
+
+/// Every setting the effective configuration shows (`config check`), written in the environment
+/// as README says (lists comma-separated, everything else verbatim), loads to the same value: a
+/// new setting of any type is covered without a new test.
+#[test]
+fn every_setting_loads_through_the_environment() {
+    let settings = load_env(&good_with_smtp(), &[]).unwrap();
+    let shown: toml::Table = toml::from_str(&settings.redacted_toml()).unwrap();
+    let mut vars = Vec::new();
+    fn walk(prefix: &str, table: &toml::Table, vars: &mut Vec<(String, String)>) {
+        for (key, value) in table {
+            let name = format!("{prefix}__{}", key.to_ascii_uppercase());
+            let text = match value {
+                toml::Value::Table(inner) => {
+                    walk(&name, inner, vars);
+                    continue;
+                }
+                // One interface per organization is an array of tables: not settable from the
+                // environment (README says so).
+                toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => continue,
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                toml::Value::String(s) if s.contains("***") => continue,
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vars.push((name, text));
+        }
+    }
+    walk("TIXNGO_BRIDGE", &shown, &mut vars);
+    assert!(vars.len() > 40, "{vars:?}");
+    let mut pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Secrets are not shown; the password goes with the username.
+    pairs.push(("TIXNGO_BRIDGE__NOTIFIER__SMTP__PASSWORD", "secret"));
+    // An empty file: every value comes from the environment (interfaces aside).
+    let reloaded = load_env(GOOD, &pairs).unwrap_or_else(|e| panic!("{e}"));
+    let again: toml::Table = toml::from_str(&reloaded.redacted_toml()).unwrap();
+    for (name, _) in &vars {
+        let path: Vec<String> = name
+            .trim_start_matches("TIXNGO_BRIDGE__")
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let get = |t: &toml::Table| {
+            let mut node = toml::Value::Table(t.clone());
+            for part in &path {
+                node = node
+                    .get(part)
+                    .cloned()
+                    .unwrap_or(toml::Value::String("<absent>".into()));
+            }
+            node
+        };
+        assert_eq!(get(&again), get(&shown), "{name}");
+    }
+}
+
+/// `config check | head -1`, `render | head`, `topology export | head`: a reader that goes away
+/// ends the command quietly, exit 0, no panic.
+#[test]
+fn a_closed_pipe_ends_printing_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("m.json");
+    std::fs::write(&message, include_str!("../../schemas/examples/inject-match.json")).unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml");
+    let message = message.display().to_string();
+    for args in [
+        vec!["config", "check", "--config", example],
+        vec!["topology", "export", "--config", example],
+        vec![
+            "render",
+            "--config",
+            example,
+            "--organization",
+            "ACME",
+            "--message",
+            &message,
+        ],
+    ] {
+        let mut child = bridge()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn since_after_until_is_a_usage_error() {
+    for command in ["list", "show", "replay", "purge"] {
+        let out = bridge()
+            .args(["dlq", command, "--since", "1h", "--until", "2h", "--config"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--since") && stderr.contains("--until"),
+            "{stderr}"
+        );
+    }
+}

@@ -901,3 +901,98 @@ async fn broker_unavailable_exits_69_without_showing_the_password_and_bad_config
         .unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", describe(&out));
 }
+
+/// A ticket id that retitles and clears a terminal if printed raw (the example).
+const HOSTILE_TICKET: &str = "T-\u{1b}]2;pwned\u{7}\u{1b}[2J";
+/// A body that is not UTF-8 (nor text).
+const BINARY_BODY: &[u8] = &[0xff, 0x00, 0x1b, b'[', b'2', b'J', 0x80, b'\n'];
+
+#[tokio::test]
+async fn hostile_dead_letters_are_shown_escaped_and_their_bytes_stay_recoverable() {
+    let app = spawn_app_with("", &[Flow::Inject]).await;
+    let config = Config::new(&app, "");
+    let dlq = app.settings.topology.dlq(Flow::Inject);
+    let hostile_headers = || {
+        table(vec![
+            (headers::ERROR_CLASS, text("invalid-message")),
+            (headers::ERROR_MESSAGE, text("bad\r\nreason \u{1b}[31mred")),
+            (headers::FLOW, text("inject")),
+            (headers::ORGANIZATION, text("ACME\r\nEVIL")),
+            (headers::TICKET_ID, text(HOSTILE_TICKET)),
+            ("x-note\u{1b}[2J", text("v")),
+        ])
+    };
+    let mut body = match_ticket("ACME", HOSTILE_TICKET);
+    body["spectator"]["last_name"] = serde_json::json!("\u{202e}evil");
+    place(
+        &app,
+        &dlq,
+        &serde_json::to_vec(&body).unwrap(),
+        BasicProperties::default().with_headers(hostile_headers()),
+    )
+    .await;
+    place(
+        &app,
+        &dlq,
+        BINARY_BODY,
+        BasicProperties::default().with_headers(table(vec![
+            (headers::ERROR_CLASS, text("invalid-message")),
+            (headers::FLOW, text("inject")),
+            (headers::TICKET_ID, text("BIN-1")),
+        ])),
+    )
+    .await;
+
+    for args in [&["show"][..], &["list"], &["replay", "--dry-run"]] {
+        let output = config.dlq(args).await;
+        assert!(output.status.success(), "{args:?}: {}", describe(&output));
+        let stdout = String::from_utf8(output.stdout.clone()).expect("text output is UTF-8");
+        for bad in ['\u{1b}', '\u{7}', '\r', '\u{202e}', '\u{80}'] {
+            assert!(!stdout.contains(bad), "{args:?} printed {bad:?} raw: {stdout:?}");
+        }
+        assert!(
+            !stdout.as_bytes().iter().any(|&b| b == 0xff || b == 0x00),
+            "{args:?}: {stdout:?}"
+        );
+        if args[0] != "list" {
+            assert!(stdout.contains("T-\\u{1b}]2;pwned\\u{7}\\u{1b}[2J"), "{stdout}");
+        }
+        if args[0] == "show" {
+            assert!(stdout.contains("ACME\\r\\nEVIL"), "{stdout}");
+            assert!(stdout.contains("not UTF-8, hex"), "{stdout}");
+            assert!(stdout.contains("ff001b5b324a800a"), "{stdout}");
+        }
+    }
+    // JSON keeps the original values, and the exact bytes of a body that is not UTF-8.
+    let shown = config.json(&["show"]).await;
+    let shown = shown.as_array().unwrap();
+    let hostile = shown.iter().find(|m| m["ticket_id"] == HOSTILE_TICKET).unwrap();
+    assert_eq!(hostile["organization"], "ACME\r\nEVIL");
+    let binary = shown.iter().find(|m| m["ticket_id"] == "BIN-1").unwrap();
+    assert_eq!(binary["body"], Value::Null);
+    let hex = binary["body_hex"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(bytes, BINARY_BODY);
+
+    // A reader that goes away (`dlq show | head -1`) ends the command quietly.
+    for args in [&["show"][..], &["list"], &["show", "--json"]] {
+        let mut child = tokio::process::Command::new(BIN)
+            .arg("dlq")
+            .args(args)
+            .arg("--config")
+            .arg(&config.path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
