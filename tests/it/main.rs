@@ -18,3 +18,4 @@ mod secrets;
 mod templates;
 mod tls;
 mod topology;
+mod vocabulary;
