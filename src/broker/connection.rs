@@ -36,6 +36,10 @@ pub enum BrokerError {
     /// lapin's runtime could not be set up.
     #[error("cannot set up the AMQP runtime")]
     Runtime(#[source] lapin::Error),
+    /// The topology could not be declared; [`crate::broker::topology::DeclareError::inequivalent`]
+    /// tells a queue that exists with other arguments (exit 78 at start-up) from a passing failure.
+    #[error(transparent)]
+    Declare(#[from] crate::broker::topology::DeclareError),
     /// An AMQP operation failed on an open connection.
     #[error("RabbitMQ {operation} failed")]
     Amqp {
