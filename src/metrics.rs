@@ -16,8 +16,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::engine::breaker::BreakerState;
-use crate::tixngo::error::PauseReason;
 use crate::orgs::Organizations;
+use crate::tixngo::error::PauseReason;
 
 /// The organization label of a message whose organization is not configured (or unreadable).
 pub const UNKNOWN_ORGANIZATION: &str = "unknown";

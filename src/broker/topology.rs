@@ -194,7 +194,9 @@ impl Topology {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|source| DeclareError::new(ObjectKind::Exchange, &exchange.name, String::new(), source))?;
+                .map_err(|source| {
+                    DeclareError::new(ObjectKind::Exchange, &exchange.name, String::new(), source)
+                })?;
         }
         for queue in &self.queues {
             channel
@@ -207,7 +209,9 @@ impl Topology {
                     queue.field_table(),
                 )
                 .await
-                .map_err(|source| DeclareError::new(ObjectKind::Queue, &queue.name, queue.arguments_text(), source))?;
+                .map_err(|source| {
+                    DeclareError::new(ObjectKind::Queue, &queue.name, queue.arguments_text(), source)
+                })?;
         }
         for binding in &self.bindings {
             channel
@@ -219,7 +223,9 @@ impl Topology {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|source| DeclareError::new(ObjectKind::Binding, &binding.queue, String::new(), source))?;
+                .map_err(|source| {
+                    DeclareError::new(ObjectKind::Binding, &binding.queue, String::new(), source)
+                })?;
         }
         Ok(())
     }

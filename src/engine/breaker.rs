@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(breaker.pause_reason(), Some(PauseReason::AuthRefused));
         std::thread::sleep(Duration::from_millis(15));
         assert!(breaker.allow(), "a probe after the interval");
-        assert!(!breaker.trip(PauseReason::AuthRefused), "a failed probe is not a new pause");
+        assert!(
+            !breaker.trip(PauseReason::AuthRefused),
+            "a failed probe is not a new pause"
+        );
         std::thread::sleep(Duration::from_millis(15));
         assert!(breaker.allow());
         assert!(breaker.record_success());

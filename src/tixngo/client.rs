@@ -390,7 +390,9 @@ impl TixngoClient {
                 status,
                 detail: format!(
                     "content type {} is not application/json; the answer begins {}",
-                    content_type.as_deref().map_or_else(|| "(none)".to_owned(), |c| format!("{:?}", truncate(c, 64))),
+                    content_type
+                        .as_deref()
+                        .map_or_else(|| "(none)".to_owned(), |c| format!("{:?}", truncate(c, 64))),
                     first_bytes(&bytes)
                 ),
             });
@@ -433,7 +435,11 @@ impl TixngoClient {
                 detail: format!("{} results for {} tickets", response.results.len(), ids.len()),
             });
         }
-        if let Some(item) = response.results.iter().find(|item| !documented_code(kind, item.code)) {
+        if let Some(item) = response
+            .results
+            .iter()
+            .find(|item| !documented_code(kind, item.code))
+        {
             return Err(CallError::Protocol {
                 status: 200,
                 detail: format!(
@@ -504,7 +510,12 @@ fn documented_code(kind: BatchKind, code: u16) -> bool {
 
 /// `application/json`, with parameters (`; charset=utf-8`) or as a `+json` suffix type.
 fn is_json_media_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 

@@ -6,6 +6,7 @@ mod config;
 mod contract;
 mod demo;
 mod dlq;
+mod faults;
 mod flows;
 mod helpers;
 mod hostile;

@@ -1,0 +1,492 @@
+//! Field faults (issue 16), classes 3 to 7: what production RabbitMQ, HTTP and SMTP do to the
+//! bridge. Class 1 (redirects) is in redirects.rs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use lapin::options::QueueDeleteOptions;
+use lapin::types::FieldTable;
+use serde_json::json;
+use tixngo_bridge::config;
+use tixngo_bridge::flows::Flow;
+use tixngo_bridge::tixngo::{
+    CallError, ErrorClass, TicketDocument, TixngoClient, client::http_client, mapping,
+};
+
+use crate::helpers::*;
+
+/// What the stand-in in front of TIXnGO answers.
+#[derive(Clone)]
+pub enum Mode {
+    /// Every call gets this status, content type and body (a proxy's error page, a broken release).
+    Fixed {
+        status: u16,
+        content_type: Option<&'static str>,
+        body: String,
+    },
+    /// Calls go through to the simulator at this origin (`http://127.0.0.1:PORT`).
+    Forward(String),
+}
+
+/// A proxy in front of the simulator whose answer the test switches.
+pub struct StandIn {
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    mode: Arc<Mutex<Mode>>,
+    /// Calls answered, whatever the mode.
+    pub calls: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct StandInState {
+    mode: Arc<Mutex<Mode>>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    http: reqwest::Client,
+}
+
+async fn answer(State(state): State<StandInState>, request: Request) -> Response {
+    state.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mode = state.mode.lock().unwrap().clone();
+    match mode {
+        Mode::Fixed {
+            status,
+            content_type,
+            body,
+        } => {
+            let mut response = (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response();
+            response.headers_mut().remove(axum::http::header::CONTENT_TYPE);
+            if let Some(ct) = content_type {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONTENT_TYPE, ct.parse().unwrap());
+            }
+            response
+        }
+        Mode::Forward(origin) => {
+            let (parts, body) = request.into_parts();
+            let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let url = format!(
+                "{origin}{}",
+                parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            let mut forwarded = state.http.request(parts.method.clone(), url).body(body);
+            for (name, value) in &parts.headers {
+                if name != axum::http::header::HOST {
+                    forwarded = forwarded.header(name, value);
+                }
+            }
+            let got = forwarded.send().await.unwrap();
+            let status = got.status();
+            let headers = got.headers().clone();
+            let bytes = got.bytes().await.unwrap();
+            let mut response = (status, bytes).into_response();
+            for (name, value) in &headers {
+                response.headers_mut().insert(name, value.clone());
+            }
+            response
+        }
+    }
+}
+
+impl StandIn {
+    pub async fn start(mode: Mode) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let mode = Arc::new(Mutex::new(mode));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let state = StandInState {
+            mode: mode.clone(),
+            calls: calls.clone(),
+            http: reqwest::Client::new(),
+        };
+        let router = axum::Router::new().fallback(answer).with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        StandIn {
+            origin,
+            mode,
+            calls,
+            task,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn html_page() -> Mode {
+    Mode::Fixed {
+        status: 200,
+        content_type: Some("text/html; charset=utf-8"),
+        body: "<!DOCTYPE html><html><head><title>Maintenance</title></head><body>Back soon</body></html>"
+            .into(),
+    }
+}
+
+/// The sim's origin (`http://127.0.0.1:PORT`) from one of its interface URLs.
+fn origin_of(base_url: &str) -> String {
+    let url = url::Url::parse(base_url).unwrap();
+    format!("http://{}:{}", url.host_str().unwrap(), url.port().unwrap())
+}
+
+fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
+    app.context
+        .metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Class 3: answers the bridge cannot read are TIXnGO's fault, not the ticket's
+// ---------------------------------------------------------------------------------------------
+
+fn client_for(base: &str) -> TixngoClient {
+    let text = format!(
+        "[[interfaces]]\norganization = \"ACME\"\nkind = \"tixngo\"\nurl = \"{base}\"\nusername = \"admin@acme.example\"\napi_key = \"k\"\n"
+    );
+    let settings = config::from_toml(&text).unwrap().validate_with(|_| None).unwrap();
+    let http = http_client(&settings.tixngo).unwrap();
+    TixngoClient::new(http, settings.interface("ACME").unwrap(), &settings.tixngo).unwrap()
+}
+
+fn ticket(id: &str) -> TicketDocument {
+    let message = serde_json::from_value(match_ticket("ACME", id)).unwrap();
+    TicketDocument {
+        ticket_id: id.to_owned(),
+        json: serde_json::value::to_raw_value(&mapping::to_tixngo(&message)).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn answers_that_are_not_the_contract_are_transient_protocol_errors_with_their_first_bytes() {
+    let stand_in = StandIn::start(html_page()).await;
+    let client = client_for(&format!("{}/ACME/organizer/tickets", stand_in.origin));
+    let one = ticket("P-1");
+    let cases: Vec<(&str, Mode, &str)> = vec![
+        ("200 with an HTML page", html_page(), "<!DOCTYPE html>"),
+        (
+            "200 JSON that does not parse",
+            Mode::Fixed {
+                status: 200,
+                content_type: Some("application/json"),
+                body: "{\"results\": [".into(),
+            },
+            "{\\\"results\\\": [",
+        ),
+        (
+            "200 without a content type",
+            Mode::Fixed {
+                status: 200,
+                content_type: None,
+                body: "{\"results\":[{\"ticketId\":\"P-1\",\"code\":201,\"status\":\"INJECTED\"}]}".into(),
+            },
+            "ticketId",
+        ),
+        (
+            "a result count that does not match the batch",
+            Mode::Fixed {
+                status: 200,
+                content_type: Some("application/json"),
+                body: "{\"results\":[]}".into(),
+            },
+            "0 results for 1 tickets",
+        ),
+        (
+            "an undocumented per-ticket code",
+            Mode::Fixed {
+                status: 200,
+                content_type: Some("application/json"),
+                body: "{\"results\":[{\"ticketId\":\"P-1\",\"code\":451}]}".into(),
+            },
+            "per-ticket code 451",
+        ),
+    ];
+    for (what, mode, shows) in cases {
+        stand_in.set(mode);
+        let error = client.inject(&[&one]).await.expect_err(what);
+        assert!(matches!(error, CallError::Protocol { .. }), "{what}: {error:?}");
+        assert_eq!(error.class(), ErrorClass::Transient, "{what}: {error}");
+        assert!(
+            error.to_string().contains(shows),
+            "{what}: `{error}` does not show `{shows}`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_proxy_answering_200_html_dead_letters_nothing_and_opens_the_breaker() {
+    let stand_in = StandIn::start(html_page()).await;
+    let base = format!("{}/ACME/organizer/tickets", stand_in.origin);
+    let mut app = spawn_app_edited(
+        "[tixngo]\nbreaker_threshold = 2\nbreaker_open_for = \"300ms\"\n",
+        vec![tixngo_bridge::app::Part::Flow(Flow::Inject)],
+        |toml| {
+            let sim_acme = toml
+                .lines()
+                .find(|l| l.starts_with("url = ") && l.contains("/ACME/"))
+                .unwrap()
+                .to_owned();
+            toml.replacen(&sim_acme, &format!("url = \"{base}\""), 1)
+        },
+    )
+    .await;
+    stand_in.set(html_page());
+    for i in 0..3 {
+        app.publish(Flow::Inject, &match_ticket("ACME", &format!("H-{i}")))
+            .await;
+    }
+    eventually("the HTML page was answered several times", || {
+        stand_in.calls() >= 4
+    })
+    .await;
+    eventually("the breaker opened", || {
+        metric(
+            &app,
+            "tixngo_bridge_breaker_transitions_total{organization=\"ACME\",to=\"open\"}",
+        )
+        .is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        app.queue_len(&app.dlq(Flow::Inject)).await,
+        0,
+        "dead-lettered for a proxy's page"
+    );
+    // The proxy is fixed: the waiting tickets go through.
+    stand_in.set(Mode::Forward(origin_of(&app.sim.base_url("ACME"))));
+    for i in 0..3 {
+        app.event_for("inject.succeeded", &format!("H-{i}")).await;
+    }
+    assert_eq!(app.queue_len(&app.dlq(Flow::Inject)).await, 0);
+    app.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Class 6: the operator's mistake pauses the organization, it does not dead-letter its tickets
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_rotated_api_key_pauses_the_organization_without_dead_letters_until_the_key_works() {
+    let mut app = spawn_app_with("[tixngo]\nbreaker_open_for = \"300ms\"\n", &[Flow::Inject]).await;
+    let (_, acme_key) = ORGS[0];
+    // The key was rotated in TIXnGO before the bridge's secret was updated.
+    app.sim
+        .sim
+        .add_tenant("ACME", "rotated-key-not-yet-in-the-bridge");
+    for i in 0..5 {
+        app.publish(Flow::Inject, &match_ticket("ACME", &format!("K-{i}")))
+            .await;
+    }
+    eventually("the organization is paused for its key", || {
+        metric(
+            &app,
+            "tixngo_bridge_organization_paused{organization=\"ACME\",reason=\"auth-refused\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    // Another organization keeps flowing meanwhile.
+    app.publish(Flow::Inject, &match_ticket("GLOBEX", "G-K-1")).await;
+    app.event_for("inject.succeeded", "G-K-1").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.queue_len(&app.dlq(Flow::Inject)).await,
+        0,
+        "a refused key dead-lettered tickets"
+    );
+    assert_eq!(
+        metric(&app, "tixngo_bridge_retries_total"),
+        None,
+        "paused messages used their retries"
+    );
+    // The bridge's key becomes valid again (TIXnGO-side fix): a probe succeeds, all go through.
+    app.sim.sim.add_tenant("ACME", acme_key);
+    for i in 0..5 {
+        app.event_for("inject.succeeded", &format!("K-{i}")).await;
+    }
+    assert_eq!(app.queue_len(&app.dlq(Flow::Inject)).await, 0);
+    assert_eq!(
+        metric(
+            &app,
+            "tixngo_bridge_organization_paused{organization=\"ACME\",reason=\"auth-refused\"}"
+        ),
+        Some(0.0)
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unresolvable_tixngo_host_pauses_the_organization_without_dead_letters() {
+    let app = spawn_app_edited(
+        "[tixngo]\nbreaker_open_for = \"300ms\"\n",
+        vec![tixngo_bridge::app::Part::Flow(Flow::Inject)],
+        |toml| {
+            let sim_acme = toml
+                .lines()
+                .find(|l| l.starts_with("url = ") && l.contains("/ACME/"))
+                .unwrap()
+                .to_owned();
+            toml.replacen(
+                &sim_acme,
+                "url = \"https://tixngo-bridge-test.invalid/ACME/organizer/tickets\"",
+                1,
+            )
+        },
+    )
+    .await;
+    for i in 0..3 {
+        app.publish(Flow::Inject, &match_ticket("ACME", &format!("D-{i}")))
+            .await;
+    }
+    eventually("the organization is paused for DNS", || {
+        metric(
+            &app,
+            "tixngo_bridge_organization_paused{organization=\"ACME\",reason=\"dns\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.queue_len(&app.dlq(Flow::Inject)).await, 0);
+    assert_eq!(
+        metric(&app, "tixngo_bridge_retries_total"),
+        None,
+        "paused messages used retries"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Class 7: an event nobody is bound for is kept, counted and visible
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_outcome_event_no_queue_is_bound_for_is_kept_in_the_unrouted_queue() {
+    let app = spawn_app_with("", &[Flow::Inject]).await;
+    // S-360's consumer is not deployed: nothing is bound to the events exchange.
+    app.channel
+        .queue_unbind(
+            EVENTS_QUEUE.into(),
+            app.settings.topology.events_exchange.as_str().into(),
+            "#".into(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    app.publish(Flow::Inject, &match_ticket("ACME", "U-1")).await;
+    let unrouted = app.settings.topology.unrouted_events();
+    let kept = app.take(&unrouted).await;
+    let event: serde_json::Value = serde_json::from_slice(&kept.body).unwrap();
+    assert_eq!(event["type"], json!("inject.succeeded"));
+    assert_eq!(event["ticket_id"], json!("U-1"));
+    assert_eq!(kept.header("x-unrouted-routing-key"), &json!("inject.succeeded"));
+    assert_eq!(
+        kept.header("x-unrouted-exchange"),
+        &json!(app.settings.topology.events_exchange)
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "tixngo_bridge_events_unrouted_total{routing_key=\"inject.succeeded\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(app.sim.sim.ticket("ACME", "U-1").is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Class 4: topology drift
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_dlq_deleted_while_running_is_declared_again_and_the_invalid_message_dead_lettered() {
+    let app = spawn_app_with("", &[Flow::Inject]).await;
+    let dlq = app.dlq(Flow::Inject);
+    app.channel
+        .queue_delete(dlq.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    app.publish_raw(
+        Flow::Inject,
+        br#"{"organization":"ACME","ticket_id":"X-1","spectator":{"name":"Ada Lovelace"}}"#,
+        Some("application/json"),
+    )
+    .await;
+    // Reading a queue that does not exist closes the test's channel: give the bridge time first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let letter = app.take(&dlq).await;
+    assert_eq!(letter.header("x-error-class"), &json!("invalid-message"));
+    assert_eq!(
+        app.queue_len(&app.settings.topology.work_queue(Flow::Inject))
+            .await,
+        0
+    );
+    let requeued = metric(
+        &app,
+        "tixngo_bridge_messages_total{flow=\"inject\",organization=\"ACME\",outcome=\"requeued\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(requeued <= 1.0, "requeued {requeued} times: a redelivery loop");
+}
+
+#[tokio::test]
+async fn a_queue_with_other_arguments_stops_start_up_with_exit_78_naming_it_and_the_migration() {
+    let broker = TestBroker::new().await;
+    let sim = spawn_sim().await;
+    let old = config::from_toml(&test_settings_toml(&broker, &sim, ""))
+        .unwrap()
+        .validate_with(|_| None)
+        .unwrap();
+    let connection = broker.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    tixngo_bridge::broker::Topology::new(&old.topology)
+        .declare(&channel)
+        .await
+        .unwrap();
+    // The operator changes topology.delivery_limit from 20 to 5 and restarts.
+    let text = test_settings_toml(
+        &broker,
+        &sim,
+        "[topology]\nretry_tiers = [\"300ms\", \"600ms\"]\ndelivery_limit = 5\n",
+    );
+    let settings = config::from_toml(&text).unwrap().validate_with(|_| None).unwrap();
+    let parts = Flow::ALL
+        .iter()
+        .copied()
+        .map(tixngo_bridge::app::Part::Flow)
+        .collect();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        tixngo_bridge::app::run(settings, parts, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("start-up stops instead of retrying for ever");
+    let error = result.expect_err("start-up refused");
+    assert_eq!(error.exit_code(), 78, "{error:?}");
+    let text = tixngo_bridge::telemetry::chain(&error);
+    for shows in [
+        "tixngo.",
+        "x-delivery-limit",
+        "x-delivery-limit=5",
+        "delete_queue",
+        "20",
+    ] {
+        assert!(text.contains(shows), "`{text}` does not show `{shows}`");
+    }
+}
