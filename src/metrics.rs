@@ -92,6 +92,14 @@ struct OrganizationLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    /// The organization whose digest it was (`unknown` for the fallback group).
+    organization: String,
+    /// `true` for a `5xx` (fix the address), `false` for a passing refusal.
+    permanent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RoutingKeyLabels {
     /// The event's routing key (its type: `inject.succeeded`, `status.changed` …).
     routing_key: String,
@@ -155,6 +163,9 @@ pub struct Metrics {
     /// Events for S-360 no queue was bound for, kept in `…events.unrouted`, by routing key: a
     /// missing S-360 consumer or binding (alert on any increase).
     events_unrouted: Family<RoutingKeyLabels, Counter>,
+    /// Digest recipients the SMTP server refused, by organization and whether for good
+    /// (`5xx`): an address to fix in `notification_emails`.
+    email_recipients_refused: Family<RefusedLabels, Counter>,
     /// Notification e-mails by outcome (`sent`, `failed`).
     emails: Family<OutcomeLabels, Counter>,
     /// Broker sessions re-established after a failure, by role (flow, poller, notifier).
@@ -179,6 +190,7 @@ impl Metrics {
         let breaker_transitions = Family::default();
         let organization_paused = Family::default();
         let events_unrouted = Family::default();
+        let email_recipients_refused = Family::default();
         let emails = Family::default();
         let reconnects = Family::default();
         let status_changes = Family::default();
@@ -232,6 +244,11 @@ impl Metrics {
             "Events for S-360 that no queue was bound for, kept in the unrouted-events queue",
             events_unrouted.clone(),
         );
+        registry.register(
+            "email_recipients_refused",
+            "Digest recipients the SMTP server refused, by organization and permanence",
+            email_recipients_refused.clone(),
+        );
         registry.register("emails", "Notification e-mails by outcome", emails.clone());
         registry.register(
             "reconnects",
@@ -255,6 +272,7 @@ impl Metrics {
             breaker_transitions,
             organization_paused,
             events_unrouted,
+            email_recipients_refused,
             emails,
             reconnects,
             status_changes,
@@ -347,6 +365,16 @@ impl Metrics {
                 flow: flow.to_owned(),
             })
             .inc_by(delta);
+    }
+
+    /// The SMTP server refused one recipient of a digest.
+    pub fn email_recipient_refused(&self, organization: &str, permanent: bool) {
+        self.email_recipients_refused
+            .get_or_create(&RefusedLabels {
+                organization: organization.to_owned(),
+                permanent: permanent.to_string(),
+            })
+            .inc();
     }
 
     /// An event for S-360 found no queue and was kept in the unrouted-events queue.

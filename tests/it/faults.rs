@@ -490,3 +490,159 @@ async fn a_queue_with_other_arguments_stops_start_up_with_exit_78_naming_it_and_
         assert!(text.contains(shows), "`{text}` does not show `{shows}`");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Class 5: one refused e-mail recipient blocks nothing; a dead letter is always visible
+// ---------------------------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_tixngo-bridge");
+
+fn notifier_parts() -> Vec<tixngo_bridge::app::Part> {
+    vec![
+        tixngo_bridge::app::Part::Flow(Flow::Inject),
+        tixngo_bridge::app::Part::Notifier,
+    ]
+}
+
+async fn refusing_sink(addresses: &[&str]) -> SmtpSink {
+    let mut args = Vec::new();
+    for address in addresses {
+        args.push(std::ffi::OsString::from("--refuse-rcpt"));
+        args.push(std::ffi::OsString::from(*address));
+    }
+    SmtpSink::start_with(0, false, tempfile::tempdir().unwrap(), &args).await
+}
+
+/// The envelope recipients of every accepted e-mail (the sink's `.json` sidecars).
+fn envelope_recipients(sink: &SmtpSink) -> Vec<String> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(sink.maildir.path()).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            for to in meta["rcpt_tos"].as_array().unwrap() {
+                all.push(to.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+fn invalid_acme(ticket: &str) -> serde_json::Value {
+    let mut message = match_ticket("ACME", ticket);
+    message["unexpected"] = json!("makes it invalid");
+    message
+}
+
+#[tokio::test]
+async fn a_refused_recipient_does_not_keep_the_digest_from_the_accepted_one() {
+    let sink = refusing_sink(&["ops@acme.example"]).await;
+    let app = spawn_app_edited(&sink.notifier_toml("1s"), notifier_parts(), |toml| {
+        toml.replacen(
+            "notification_emails = \"ops@acme.example\"",
+            "notification_emails = \"ops@acme.example, ticketing@acme.example\"",
+            1,
+        )
+    })
+    .await;
+    app.publish(Flow::Inject, &invalid_acme("R-1")).await;
+    eventually("an e-mail to the accepted recipient", || {
+        envelope_recipients(&sink) == vec!["ticketing@acme.example".to_owned()]
+    })
+    .await;
+    let parked = app.settings.topology.parked(Flow::Inject);
+    eventually_async("parked", || async { app.queue_len(&parked).await == 1 }).await;
+    assert_eq!(
+        metric(
+            &app,
+            "tixngo_bridge_email_recipients_refused_total{organization=\"ACME\",permanent=\"true\"}"
+        ),
+        Some(1.0)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.messages().len(), 1, "the digest was sent again");
+}
+
+#[tokio::test]
+async fn nobody_of_the_organization_reachable_sends_the_digest_to_fallback_emails_once() {
+    let sink = refusing_sink(&["ops@acme.example"]).await;
+    let app = spawn_app_parts(&sink.notifier_toml("1s"), notifier_parts()).await;
+    app.publish(Flow::Inject, &invalid_acme("R-2")).await;
+    eventually("the digest went to the fallback address", || {
+        envelope_recipients(&sink) == vec!["fallback@ops.example".to_owned()]
+    })
+    .await;
+    let parked = app.settings.topology.parked(Flow::Inject);
+    eventually_async("parked", || async { app.queue_len(&parked).await == 1 }).await;
+    assert!(sink.messages()[0].contains("R-2"));
+}
+
+#[tokio::test]
+async fn every_recipient_refused_for_good_is_not_retried_like_an_outage_and_the_letter_is_parked() {
+    let sink = refusing_sink(&["ops@acme.example", "fallback@ops.example"]).await;
+    let app = spawn_app_parts(&sink.notifier_toml("1s"), notifier_parts()).await;
+    app.publish(Flow::Inject, &invalid_acme("R-3")).await;
+    let parked = app.settings.topology.parked(Flow::Inject);
+    eventually_async("parked without an e-mail", || async {
+        app.queue_len(&parked).await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One refusal per address list, then no more: a 550 is not an outage.
+    assert_eq!(
+        metric(
+            &app,
+            "tixngo_bridge_email_recipients_refused_total{organization=\"ACME\",permanent=\"true\"}"
+        ),
+        Some(2.0)
+    );
+    assert!(sink.messages().is_empty());
+}
+
+/// Issue 22, class 3, first example: while the notifier waits for a group's next window, its
+/// new dead letters are in the DLQ, visible to `dlq list` and replayable.
+#[tokio::test]
+async fn dead_letters_waiting_for_the_next_digest_are_visible_to_dlq_list_and_replayable() {
+    let sink = SmtpSink::start(0, false).await;
+    let app = spawn_app_parts(&sink.notifier_toml("1m"), notifier_parts()).await;
+    app.publish(Flow::Inject, &invalid_acme("V-0")).await;
+    eventually("the first digest", || sink.messages().len() == 1).await;
+    let parked = app.settings.topology.parked(Flow::Inject);
+    eventually_async("parked", || async { app.queue_len(&parked).await == 1 }).await;
+    for i in 1..=5 {
+        app.publish(Flow::Inject, &invalid_acme(&format!("V-{i}"))).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, test_settings_toml(&app.broker, &app.sim, "")).unwrap();
+    let dlq = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            let output = tokio::process::Command::new(BIN)
+                .arg("dlq")
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    // Give the flow time to dead-letter the five and the notifier several rounds.
+    eventually_async("the five new dead letters are in the DLQ", || async {
+        app.queue_len(&app.dlq(Flow::Inject)).await == 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listing: serde_json::Value =
+        serde_json::from_str(&dlq(&["list", "--organization", "ACME", "--json"]).await).unwrap();
+    assert_eq!(listing["total"], json!(6), "{listing}");
+    let replayed = dlq(&["replay", "--organization", "ACME"]).await;
+    assert!(replayed.contains("replayed 6"), "{replayed}");
+    assert_eq!(sink.messages().len(), 1, "a second digest within the window");
+}
