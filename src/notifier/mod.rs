@@ -1,17 +1,29 @@
-//! The dead-letter notifier: drains every flow's `<prefix>.<flow>.dlq`, groups dead letters by
-//! organization, flow and error class, and sends one digest e-mail per group per window to the
-//! organization's `notification_emails` (the global `fallback_emails` for messages of no known
-//! organization, or of one without addresses). Only once the SMTP server has accepted the
-//! e-mail is each message moved to `<prefix>.<flow>.parked` (confirm, then ack).
+//! The dead-letter notifier: reads every flow's `<prefix>.<flow>.dlq` in rounds, groups dead
+//! letters by organization, flow and error class, and sends one digest e-mail per group per
+//! window to the organization's `notification_emails` (the global `fallback_emails` for
+//! messages of no known organization, of one without addresses, or of one none of whose
+//! addresses the SMTP server accepts). Only once the SMTP server has accepted the e-mail for at
+//! least one recipient is each message moved to `<prefix>.<flow>.parked` (confirm, then ack).
 //!
-//! Pacing: a group's first e-mail goes out `min(window, 10 s)` after its first dead letter, so a
-//! storm is gathered rather than mailed one by one; after that a group gets at most one e-mail
-//! per window. While SMTP is down the messages stay unacked (so in the DLQ) and the send is
-//! retried with back-off. If the notifier dies, the broker returns what it held to the DLQ and
-//! the next notifier mails them again: e-mails are at-least-once, dead letters are never lost.
-//! Several notifiers are safe (each message is held by one of them), but each sends its own
-//! digests: with R replicas a group gets up to R e-mails per window. Run the notifier in one
-//! deployment (`run --flows notifier`, one replica) to get exactly one.
+//! Visibility: the notifier holds a dead letter only while a round reads it and, when its group
+//! is due, while the e-mail is sent and the message parked (seconds). A group that is not due is
+//! put back in the DLQ at once (nack, requeue) and remembered by its key and due time only, so
+//! `dlq list`, `show` and `replay` see every dead letter whatever the notifier is doing (before,
+//! it held them unacked for the whole window, invisible to `dlq list`). Each round's basic.get
+//! raises a waiting message's quorum `x-delivery-count`: harmless on RabbitMQ 3.x, whose DLQs
+//! have no delivery limit (see `src/dlq/mod.rs` for 4.x).
+//!
+//! Pacing: rounds come twice per `min(window, 10 s)`; a group's first e-mail goes out between
+//! half and all of that after its first dead letter was seen, so a storm is gathered rather than
+//! mailed one by one; after that a group gets at most one e-mail per window. Each recipient gets
+//! its own SMTP transaction, so a refused one (`550`) keeps the digest from nobody else. While
+//! SMTP is down (or answers `4xx` to everyone) the messages stay in the DLQ and the send is
+//! retried with back-off; a permanent refusal of every address is not retried: the messages are
+//! parked without an e-mail, with an ERROR line. If the notifier dies, the broker returns what
+//! it held to the DLQ and the next notifier mails them again: e-mails are at-least-once, dead
+//! letters are never lost. Several notifiers are safe (each message is held by one of them),
+//! but each sends its own digests: with R replicas a group gets up to R e-mails per window. Run
+//! the notifier in one deployment (`run --flows notifier`, one replica) to get exactly one.
 
 pub mod digest;
 pub mod smtp;
@@ -301,7 +313,9 @@ async fn send(
             }
         };
         for refused in &report.refused {
-            context.metrics.email_recipient_refused(organization, refused.permanent);
+            context
+                .metrics
+                .email_recipient_refused(organization, refused.permanent);
             // The address is configuration, but it is also a person's: name its place in the
             // configuration above debug level, the address itself only at debug.
             tracing::warn!(
