@@ -646,3 +646,79 @@ async fn dead_letters_waiting_for_the_next_digest_are_visible_to_dlq_list_and_re
     assert!(replayed.contains("replayed 6"), "{replayed}");
     assert_eq!(sink.messages().len(), 1, "a second digest within the window");
 }
+
+/// Class 4, the log side: at info level, a run where a DLQ is deleted and an invalid message
+/// with personal data arrives logs no body, no header value and no personal data (lapin used to
+/// print each returned message, body and headers as byte lists, at WARN).
+#[tokio::test]
+async fn info_logs_of_a_topology_drift_hold_no_body_header_value_or_personal_data() {
+    let app = spawn_app_with("", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, test_settings_toml(&app.broker, &app.sim, "")).unwrap();
+    let log_path = dir.path().join("bridge.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut bridge = tokio::process::Command::new(BIN)
+        .args(["run", "--flows", "inject", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the bridge consumes", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("consuming") || l.contains("ready"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dlq = app.dlq(Flow::Inject);
+    app.channel
+        .queue_delete(dlq.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let mut message = match_ticket("ACME", "PII-1");
+    message["spectator"]["first_name"] = json!("Zebulon");
+    message["spectator"]["email"] = json!("zebulon.private@spectator.example");
+    message["unexpected"] = json!("makes it invalid");
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-s360-note".into(),
+        lapin::types::AMQPValue::LongString("header-value-private-42".into()),
+    );
+    app.publish_props(
+        Flow::Inject,
+        &serde_json::to_vec(&message).unwrap(),
+        lapin::BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id("m-pii-1".into())
+            .with_headers(headers),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let letter = app.take(&dlq).await;
+    assert_eq!(letter.header("x-error-class"), &json!("invalid-message"));
+    let _ = bridge.start_kill();
+    let _ = bridge.wait().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let as_bytes = |s: &str| {
+        s.bytes()
+            .take(6)
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for private in [
+        "Zebulon",
+        "zebulon.private@spectator.example",
+        "header-value-private-42",
+        &as_bytes("Zebulon"),
+        &as_bytes("zebulon.private"),
+        &as_bytes("header-value"),
+    ] {
+        assert!(
+            !log.contains(private),
+            "`{private}` is in the info-level log:\n{log}"
+        );
+    }
+}
