@@ -143,9 +143,10 @@ pub enum EngineError {
     Topology {
         /// The part that could not start.
         part: &'static str,
-        /// The declaration refused, naming the queue, the arguments and the migration.
+        /// The declaration refused, naming the queue, the arguments and the migration (boxed:
+        /// keeps `EngineError` as small as its other variant).
         #[source]
-        source: BrokerError,
+        source: Box<BrokerError>,
     },
 }
 

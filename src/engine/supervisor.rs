@@ -89,7 +89,7 @@ where
             tracing::error!(part, error = %crate::telemetry::chain(&failure.error), "topology conflict; stopping");
             return Err(EngineError::Topology {
                 part,
-                source: failure.error,
+                source: Box::new(failure.error),
             });
         }
         if !ever_connected && unreachable {
