@@ -2,7 +2,7 @@
 """A tiny real SMTP server for tests: stores every accepted message as a .eml file.
 
 Usage:
-    smtp-sink.py --host 127.0.0.1 --port PORT --maildir DIR [--reject] [--auth USER:PASS]
+    smtp-sink.py --host 127.0.0.1 --port PORT --maildir DIR [--reject] [--refuse-rcpt ADDR]... [--auth USER:PASS]
                  [--tls-cert PEM --tls-key PEM (--starttls | --implicit-tls)]
 
 * Listens on HOST:PORT (PORT 0 picks a free port) and prints exactly one line
@@ -14,6 +14,7 @@ Usage:
   Readers should only look at `*.eml` files.
 * --reject answers `451 4.3.0 ...` to every DATA (simulated transient trouble);
   nothing is stored.
+* --refuse-rcpt ADDR answers `550 5.1.1 ...` to `RCPT TO:<ADDR>` (repeatable), accepting others.
 * --auth USER:PASS advertises AUTH PLAIN/LOGIN without TLS and requires it.
 * --tls-cert/--tls-key with --starttls offers STARTTLS and requires it before MAIL;
   with --implicit-tls the socket speaks TLS from the first byte (SMTPS).
@@ -45,9 +46,16 @@ def write_atomic(directory, name, data):
 
 
 class SinkHandler:
-    def __init__(self, maildir, reject):
+    def __init__(self, maildir, reject, refuse_rcpt=()):
         self.maildir = maildir
         self.reject = reject
+        self.refuse_rcpt = {a.lower() for a in refuse_rcpt}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refuse_rcpt:
+            return "550 5.1.1 <%s>: Recipient address rejected (smtp-sink --refuse-rcpt)" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.reject:
@@ -106,6 +114,8 @@ async def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--maildir", required=True)
     p.add_argument("--reject", action="store_true", help="answer 451 to every DATA")
+    p.add_argument("--refuse-rcpt", metavar="ADDR", action="append", default=[],
+                   help="answer 550 to RCPT TO:<ADDR> (repeatable); other recipients are accepted")
     p.add_argument("--auth", metavar="USER:PASS", help="require AUTH with these credentials (no TLS)")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (PEM)")
     p.add_argument("--tls-key", metavar="PEM", help="server private key (PEM)")
@@ -122,7 +132,7 @@ async def main():
 
     maildir = os.path.abspath(args.maildir)
     os.makedirs(maildir, exist_ok=True)
-    handler = SinkHandler(maildir, args.reject)
+    handler = SinkHandler(maildir, args.reject, args.refuse_rcpt)
 
     smtp_kwargs = {"enable_SMTPUTF8": True}
     if args.auth:

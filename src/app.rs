@@ -103,7 +103,10 @@ impl AppError {
     /// Process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Organizations(_) | AppError::Unconfigured { .. } | AppError::Http(_) => EXIT_CONFIG,
+            AppError::Organizations(_)
+            | AppError::Unconfigured { .. }
+            | AppError::Http(_)
+            | AppError::Engine(EngineError::Topology { .. }) => EXIT_CONFIG,
             AppError::Engine(EngineError::Unavailable { .. }) => EXIT_UNAVAILABLE,
             AppError::Other(_) => EXIT_SOFTWARE,
         }

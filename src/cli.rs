@@ -263,10 +263,7 @@ async fn topology_declare(args: &ConfigArg) -> ExitCode {
             .await
             .map_err(broker::BrokerError::amqp("channel.open"))?;
         let topology = Topology::new(&settings.topology);
-        topology
-            .declare(&channel)
-            .await
-            .map_err(broker::BrokerError::amqp("declare topology"))?;
+        topology.declare_checked(&channel).await?;
         let _ = connection.close(200, "topology declared".into()).await;
         Ok::<_, broker::BrokerError>(topology)
     }
@@ -283,7 +280,10 @@ async fn topology_declare(args: &ConfigArg) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {}", crate::telemetry::chain(&error));
-            ExitCode::from(EXIT_UNAVAILABLE)
+            match error {
+                broker::BrokerError::Declare(declare) if declare.inequivalent => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::from(EXIT_UNAVAILABLE),
+            }
         }
     }
 }

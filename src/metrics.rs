@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::orgs::Organizations;
 use crate::orgs::breaker::BreakerState;
+use crate::tixngo::error::PauseReason;
 
 /// The organization label of a message whose organization is not configured (or unreadable).
 pub const UNKNOWN_ORGANIZATION: &str = "unknown";
@@ -91,6 +92,28 @@ struct OrganizationLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    /// The organization whose digest it was (`unknown` for the fallback group).
+    organization: String,
+    /// `true` for a `5xx` (fix the address), `false` for a passing refusal.
+    permanent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RoutingKeyLabels {
+    /// The event's routing key (its type: `inject.succeeded`, `status.changed` …).
+    routing_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PausedLabels {
+    /// The paused organization.
+    organization: String,
+    /// `PauseReason::as_str`: what the operator must fix.
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TransitionLabels {
     organization: String,
     to: String,
@@ -134,6 +157,15 @@ pub struct Metrics {
     breaker_state: Family<OrganizationLabels, Gauge>,
     /// Breaker transitions per organization: an outage shows as `open` then `closed`.
     breaker_transitions: Family<TransitionLabels, Counter>,
+    /// 1 while an organization is paused for a failure no ticket can cause (its API key refused,
+    /// its host unknown to DNS), by reason; read at scrape time: the alert that says why.
+    organization_paused: Family<PausedLabels, Gauge>,
+    /// Events for S-360 no queue was bound for, kept in `…events.unrouted`, by routing key: a
+    /// missing S-360 consumer or binding (alert on any increase).
+    events_unrouted: Family<RoutingKeyLabels, Counter>,
+    /// Digest recipients the SMTP server refused, by organization and whether for good
+    /// (`5xx`): an address to fix in `notification_emails`.
+    email_recipients_refused: Family<RefusedLabels, Counter>,
     /// Notification e-mails by outcome (`sent`, `failed`).
     emails: Family<OutcomeLabels, Counter>,
     /// Broker sessions re-established after a failure, by role (flow, poller, notifier).
@@ -156,6 +188,9 @@ impl Metrics {
         let in_flight = Family::default();
         let breaker_state = Family::default();
         let breaker_transitions = Family::default();
+        let organization_paused = Family::default();
+        let events_unrouted = Family::default();
+        let email_recipients_refused = Family::default();
         let emails = Family::default();
         let reconnects = Family::default();
         let status_changes = Family::default();
@@ -199,6 +234,21 @@ impl Metrics {
             "Circuit breaker transitions per organization",
             breaker_transitions.clone(),
         );
+        registry.register(
+            "organization_paused",
+            "1 while an organization is paused for a failure no ticket can cause (auth-refused, dns)",
+            organization_paused.clone(),
+        );
+        registry.register(
+            "events_unrouted",
+            "Events for S-360 that no queue was bound for, kept in the unrouted-events queue",
+            events_unrouted.clone(),
+        );
+        registry.register(
+            "email_recipients_refused",
+            "Digest recipients the SMTP server refused, by organization and permanence",
+            email_recipients_refused.clone(),
+        );
         registry.register("emails", "Notification e-mails by outcome", emails.clone());
         registry.register(
             "reconnects",
@@ -220,6 +270,9 @@ impl Metrics {
             in_flight,
             breaker_state,
             breaker_transitions,
+            organization_paused,
+            events_unrouted,
+            email_recipients_refused,
             emails,
             reconnects,
             status_changes,
@@ -240,6 +293,15 @@ impl Metrics {
                     organization: organization.code().to_owned(),
                 })
                 .set(state);
+            let paused = organization.breaker.pause_reason();
+            for reason in PauseReason::ALL {
+                self.organization_paused
+                    .get_or_create(&PausedLabels {
+                        organization: organization.code().to_owned(),
+                        reason: reason.as_str().to_owned(),
+                    })
+                    .set(i64::from(paused == Some(reason)));
+            }
         }
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -303,6 +365,25 @@ impl Metrics {
                 flow: flow.to_owned(),
             })
             .inc_by(delta);
+    }
+
+    /// The SMTP server refused one recipient of a digest.
+    pub fn email_recipient_refused(&self, organization: &str, permanent: bool) {
+        self.email_recipients_refused
+            .get_or_create(&RefusedLabels {
+                organization: organization.to_owned(),
+                permanent: permanent.to_string(),
+            })
+            .inc();
+    }
+
+    /// An event for S-360 found no queue and was kept in the unrouted-events queue.
+    pub fn event_unrouted(&self, routing_key: &str) {
+        self.events_unrouted
+            .get_or_create(&RoutingKeyLabels {
+                routing_key: routing_key.to_owned(),
+            })
+            .inc();
     }
 
     /// An organization's breaker moved to `to` (`open` or `closed`).

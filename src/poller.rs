@@ -334,7 +334,18 @@ async fn round(
         };
         for (index, change) in page.changes.iter().enumerate() {
             let event = event_outgoing(context, &status_changed(code, change), key.as_deref(), index);
-            if let Err(error) = publisher.publish(event).await {
+            let unrouted = context.settings.topology.unrouted_events();
+            let delivered = publisher.publish_or_keep(event, &unrouted).await;
+            if let Ok(crate::broker::publisher::Delivered::Kept) = delivered {
+                context.metrics.event_unrouted("status.changed");
+                tracing::warn!(
+                    organization = code,
+                    kept_in = %unrouted,
+                    "no queue is bound for status.changed on the events exchange (is S-360's \
+                     consumer deployed?); kept in the unrouted-events queue"
+                );
+            }
+            if let Err(error) = delivered {
                 // The token is not advanced: the next holder publishes this page again.
                 tracing::warn!(organization = code, %error, "status change not confirmed; the round stops here");
                 return Some(Token {

@@ -47,8 +47,13 @@ pub fn init_with_default(format: LogFormat, default: &str) {
 /// every frame it writes (target `lapin::io_loop`, "will write to buffer"), and the first is
 /// Connection.StartOk with the SASL PLAIN response: the AMQP user and password, as bytes.
 /// Its errors and warnings stay; only its trace lines go.
+///
+/// lapin also logs every message the broker returns (an unroutable mandatory publish) at WARN
+/// with the whole message, body and headers as byte lists: a spectator's name and e-mail. The
+/// bridge logs each unroutable publish itself, without its body, so that target is dropped.
 fn may_hold_credentials(meta: &tracing::Metadata<'_>) -> bool {
-    *meta.level() == tracing::Level::TRACE && meta.target() == "lapin::io_loop"
+    (*meta.level() == tracing::Level::TRACE && meta.target() == "lapin::io_loop")
+        || meta.target() == "lapin::returned_messages"
 }
 
 /// An error and its whole cause chain on one line: `a: b: c`. A cause the message already

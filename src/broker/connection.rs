@@ -36,6 +36,12 @@ pub enum BrokerError {
     /// lapin's runtime could not be set up.
     #[error("cannot set up the AMQP runtime")]
     Runtime(#[source] lapin::Error),
+    /// The topology could not be declared; [`crate::broker::topology::DeclareError::inequivalent`]
+    /// tells a queue that exists with other arguments (exit 78 at start-up) from a passing failure.
+    /// Boxed: it names the queue and both argument sets, and every error type that carries a
+    /// `BrokerError` would grow by it.
+    #[error(transparent)]
+    Declare(Box<crate::broker::topology::DeclareError>),
     /// An AMQP operation failed on an open connection.
     #[error("RabbitMQ {operation} failed")]
     Amqp {
@@ -45,6 +51,12 @@ pub enum BrokerError {
         #[source]
         source: lapin::Error,
     },
+}
+
+impl From<crate::broker::topology::DeclareError> for BrokerError {
+    fn from(error: crate::broker::topology::DeclareError) -> Self {
+        Self::Declare(Box::new(error))
+    }
 }
 
 impl BrokerError {

@@ -54,8 +54,7 @@ pub async fn open_publisher(
         .await
         .map_err(BrokerError::amqp("open publisher channel"))?;
     Topology::new(&settings.topology)
-        .declare(publisher.channel())
-        .await
-        .map_err(BrokerError::amqp("declare topology"))?;
+        .declare_checked(publisher.channel())
+        .await?;
     Ok((connection, publisher))
 }

@@ -17,8 +17,9 @@ pub struct Outgoing {
     /// AMQP properties; persistence is forced on publish.
     pub properties: BasicProperties,
     /// Whether an unroutable message is an error. True for anything the bridge must not lose
-    /// (retries, dead letters, replays); false for outcome events, whose consumers bind their
-    /// own queues.
+    /// (retries, dead letters, replays); outcome events go through
+    /// [`ConfirmedPublisher::publish_or_keep`], which sets it and keeps an unroutable event in
+    /// the `…events.unrouted` queue.
     pub mandatory: bool,
 }
 
@@ -54,6 +55,20 @@ pub enum PublishError {
     },
 }
 
+/// Where a published event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// A queue was bound for it.
+    Routed,
+    /// No queue was bound: it was kept in the `…events.unrouted` queue instead.
+    Kept,
+}
+
+/// Header of a kept event: the exchange it was published to.
+pub const UNROUTED_EXCHANGE: &str = "x-unrouted-exchange";
+/// Header of a kept event: the routing key nothing was bound for.
+pub const UNROUTED_ROUTING_KEY: &str = "x-unrouted-routing-key";
+
 /// A channel in confirm mode. Cheap to clone; clones share the channel, and concurrent
 /// publishes are confirmed independently.
 #[derive(Clone)]
@@ -73,6 +88,41 @@ impl ConfirmedPublisher {
     /// The underlying channel (for declarations on the same channel).
     pub fn channel(&self) -> &Channel {
         &self.channel
+    }
+
+    /// Publishes an event (for S-360) mandatory; when no queue is bound for it (S-360's consumer
+    /// not deployed, a binding typo), publishes it instead to `keep_in` through the default
+    /// exchange, with headers naming where it was going, so that no event is dropped unseen.
+    /// Both publishes are confirmed before this returns.
+    pub async fn publish_or_keep(&self, message: Outgoing, keep_in: &str) -> Result<Delivered, PublishError> {
+        let kept = Outgoing {
+            mandatory: true,
+            ..message.clone()
+        };
+        match self.publish(kept).await {
+            Ok(()) => Ok(Delivered::Routed),
+            Err(PublishError::Unroutable { .. }) => {
+                let mut headers = message.properties.headers().clone().unwrap_or_default();
+                headers.insert(
+                    UNROUTED_EXCHANGE.into(),
+                    lapin::types::AMQPValue::LongString(message.exchange.as_str().into()),
+                );
+                headers.insert(
+                    UNROUTED_ROUTING_KEY.into(),
+                    lapin::types::AMQPValue::LongString(message.routing_key.as_str().into()),
+                );
+                self.publish(Outgoing {
+                    exchange: String::new(),
+                    routing_key: keep_in.to_owned(),
+                    body: message.body,
+                    properties: message.properties.with_headers(headers),
+                    mandatory: true,
+                })
+                .await?;
+                Ok(Delivered::Kept)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Publishes persistently and waits for the confirm.

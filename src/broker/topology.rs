@@ -24,6 +24,12 @@ impl TopologySettings {
         format!("{}.{}.dlq", self.queue_prefix, flow)
     }
 
+    /// Outcome and status events the bridge published while no queue was bound for them on the
+    /// events exchange (S-360's consumer missing): kept here instead of dropped by the broker.
+    pub fn unrouted_events(&self) -> String {
+        format!("{}.events.unrouted", self.queue_prefix)
+    }
+
     /// Dead letters already notified, kept for `dlq replay`.
     pub fn parked(&self, flow: Flow) -> String {
         format!("{}.{}.parked", self.queue_prefix, flow)
@@ -108,7 +114,11 @@ impl Topology {
                 kind: "direct",
             },
         ];
-        let mut queues = Vec::new();
+        // Reached through the default exchange only (`publish_or_keep`): no binding.
+        let mut queues = vec![QueueSpec {
+            name: s.unrouted_events(),
+            arguments: quorum().collect(),
+        }];
         let mut bindings = Vec::new();
         for &flow in Flow::ALL {
             let work = s.work_queue(flow);
@@ -159,9 +169,15 @@ impl Topology {
         }
     }
 
-    /// Declares everything; declaring twice is a no-op, declaring over a queue with other
-    /// arguments fails with the broker's PRECONDITION_FAILED, which names the argument.
+    /// Declares everything, reporting a refusal as lapin's error alone (the tools' use).
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        self.declare_checked(channel).await.map_err(|e| e.source)
+    }
+
+    /// Declares everything; declaring twice is a no-op. Declaring over an exchange or queue that
+    /// exists with other arguments fails with [`DeclareError`], which names it, the broker's
+    /// reason (the argument, its current and its received value) and the wanted arguments.
+    pub async fn declare_checked(&self, channel: &Channel) -> Result<(), DeclareError> {
         for exchange in &self.exchanges {
             let kind = match exchange.kind {
                 "topic" => ExchangeKind::Topic,
@@ -177,7 +193,10 @@ impl Topology {
                     },
                     FieldTable::default(),
                 )
-                .await?;
+                .await
+                .map_err(|source| {
+                    DeclareError::new(ObjectKind::Exchange, &exchange.name, String::new(), source)
+                })?;
         }
         for queue in &self.queues {
             channel
@@ -189,7 +208,10 @@ impl Topology {
                     },
                     queue.field_table(),
                 )
-                .await?;
+                .await
+                .map_err(|source| {
+                    DeclareError::new(ObjectKind::Queue, &queue.name, queue.arguments_text(), source)
+                })?;
         }
         for binding in &self.bindings {
             channel
@@ -200,7 +222,10 @@ impl Topology {
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
-                .await?;
+                .await
+                .map_err(|source| {
+                    DeclareError::new(ObjectKind::Binding, &binding.queue, String::new(), source)
+                })?;
         }
         Ok(())
     }
@@ -229,7 +254,97 @@ impl Topology {
     }
 }
 
+/// What a failed declaration was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An exchange.
+    Exchange,
+    /// A queue.
+    Queue,
+    /// A binding (named by its queue).
+    Binding,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Exchange => "exchange",
+            ObjectKind::Queue => "queue",
+            ObjectKind::Binding => "binding of queue",
+        })
+    }
+}
+
+/// A declaration the broker refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct DeclareError {
+    /// Exchange, queue or binding.
+    pub kind: ObjectKind,
+    /// Its name.
+    pub name: String,
+    /// The arguments the bridge declares it with (`x-queue-type=quorum, …`), to compare with
+    /// the current ones the broker names.
+    pub wanted: String,
+    /// True when the object exists with other arguments (PRECONDITION_FAILED): retrying cannot
+    /// help, so a starting bridge stops with exit 78 instead of looping.
+    pub inequivalent: bool,
+    /// What lapin reported (for PRECONDITION_FAILED: the argument, received and current value).
+    #[source]
+    pub source: lapin::Error,
+}
+
+impl DeclareError {
+    fn new(kind: ObjectKind, name: &str, wanted: String, source: lapin::Error) -> Self {
+        let inequivalent = matches!(
+            source.kind(),
+            lapin::ErrorKind::ProtocolError(e)
+                if *e.kind() == lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+        );
+        Self {
+            kind,
+            name: name.to_owned(),
+            wanted,
+            inequivalent,
+            source,
+        }
+    }
+
+    fn describe(&self) -> String {
+        if !self.inequivalent {
+            return format!("declaring {} {} failed", self.kind, self.name);
+        }
+        let wanted = if self.wanted.is_empty() {
+            String::new()
+        } else {
+            format!("; the bridge declares it with {}", self.wanted)
+        };
+        format!(
+            "{} {} exists with other arguments than this configuration wants (the broker's words \
+             follow: which argument, the value received and the current one){wanted}. Arguments \
+             of an existing queue or exchange cannot be changed: either set the configuration back \
+             (e.g. topology.delivery_limit) to what the queue has, or migrate: stop the bridges, \
+             move the queue's messages elsewhere (shovel or `tixngo-bridge dlq replay` for DLQs), \
+             `rabbitmqctl delete_queue {}`, then `tixngo-bridge topology declare` and start again \
+             (docs/reliability.md, \"Topology drift\")",
+            self.kind, self.name, self.name
+        )
+    }
+}
+
 impl QueueSpec {
+    /// `key=value, …` as declared.
+    fn arguments_text(&self) -> String {
+        self.arguments
+            .iter()
+            .map(|(k, v)| match v {
+                Arg::Str(s) => format!("{k}={s}"),
+                Arg::Int(i) => format!("{k}={i}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn field_table(&self) -> FieldTable {
         let mut table = FieldTable::default();
         for (key, value) in &self.arguments {

@@ -38,6 +38,7 @@ use crate::messages::TicketMessage;
 use crate::metrics::Metrics;
 use crate::orgs::breaker::BreakerState;
 use crate::orgs::{Organization, Organizations};
+use crate::tixngo::error::PauseReason;
 use crate::tixngo::{CallError, ErrorClass, ItemOk, ItemResult};
 use settle::{Known, Settler};
 use supervisor::SessionFailure;
@@ -135,6 +136,17 @@ pub enum EngineError {
         /// Cause.
         #[source]
         source: BrokerError,
+    },
+    /// A queue or exchange exists with other arguments than the configuration wants: retrying
+    /// cannot fix it (exit 78).
+    #[error("{part}: the broker's topology conflicts with the configuration")]
+    Topology {
+        /// The part that could not start.
+        part: &'static str,
+        /// The declaration refused, naming the queue, the arguments and the migration (boxed:
+        /// keeps `EngineError` as small as its other variant).
+        #[source]
+        source: Box<BrokerError>,
     },
 }
 
@@ -523,6 +535,25 @@ async fn process_batch<H: FlowHandler>(
         };
         metrics.tixngo_call(code, H::FLOW.as_str(), started.elapsed(), &status);
         let (mut retry, wait_at_least) = match result {
+            Err(error) if error.class() == ErrorClass::Pause => {
+                // No ticket caused this and no retry of one can fix it: pause the organization
+                // (breaker open at once), park the batch without counting a retry, say so once.
+                let reason = error.pause_reason().unwrap_or(PauseReason::AuthRefused);
+                if organization.breaker.trip(reason) {
+                    metrics.breaker_transition(code, "open");
+                    tracing::error!(
+                        organization = code,
+                        reason = reason.as_str(),
+                        error = %error,
+                        "TIXnGO refuses every call of this organization: {}; paused (its messages \
+                         wait in the first retry tier without using retries) until a probe succeeds",
+                        reason.remedy()
+                    );
+                }
+                pending.iter_mut().for_each(Item::release_call_slot);
+                defer_all(settler, &pending).await;
+                return;
+            }
             Err(error) if error.class() == ErrorClass::Permanent => {
                 breaker_success(organization, metrics);
                 pending.iter_mut().for_each(Item::release_call_slot);

@@ -12,7 +12,8 @@ use lapin::types::FieldTable;
 use tracing::Instrument;
 
 use crate::broker::headers::{self, Failure, FailureContext};
-use crate::broker::{ConfirmedPublisher, Outgoing};
+use crate::broker::publisher::Delivered;
+use crate::broker::{ConfirmedPublisher, Outgoing, PublishError};
 use crate::config::Settings;
 use crate::failure_class::FailureClass;
 use crate::flow::Flow;
@@ -28,6 +29,9 @@ pub const INVALID_MESSAGE: FailureClass = FailureClass::InvalidMessage;
 pub const REJECTED: FailureClass = FailureClass::Rejected;
 /// Transient failures outlasted every retry tier.
 pub const RETRIES_EXHAUSTED: FailureClass = FailureClass::RetriesExhausted;
+
+/// How long a message whose republish failed is held before it is nacked back to its queue.
+const REQUEUE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What is known of a message's identity.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +54,9 @@ pub struct Settler {
     queue: String,
     /// Counts every settlement by outcome.
     metrics: Arc<Metrics>,
+    /// Serializes re-declaring the topology after an unroutable republish, so a burst of
+    /// messages hitting one deleted queue declares it once, not once each.
+    redeclare: tokio::sync::Mutex<()>,
 }
 
 impl Settler {
@@ -67,6 +74,7 @@ impl Settler {
             publisher,
             queue,
             metrics,
+            redeclare: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -123,6 +131,60 @@ impl Settler {
             .await
     }
 
+    /// Publishes one message (confirmed). An event for S-360 that no queue is bound for is kept
+    /// in the `…events.unrouted` queue (counted, logged without its body) instead of dropped.
+    async fn publish(&self, outgoing: Outgoing) -> Result<(), PublishError> {
+        let topology = &self.settings.topology;
+        if outgoing.exchange != topology.events_exchange {
+            return self.publish_routed(outgoing).await;
+        }
+        let routing_key = outgoing.routing_key.clone();
+        if self
+            .publisher
+            .publish_or_keep(outgoing, &topology.unrouted_events())
+            .await?
+            == Delivered::Kept
+        {
+            self.metrics.event_unrouted(&routing_key);
+            tracing::warn!(
+                flow = %self.flow,
+                exchange = %topology.events_exchange,
+                routing_key = %routing_key,
+                kept_in = %topology.unrouted_events(),
+                "no queue is bound for this event on the events exchange (is S-360's consumer \
+                 deployed?); kept in the unrouted-events queue"
+            );
+        }
+        Ok(())
+    }
+
+    /// Publishes a mandatory message (dead letter, retry copy). When the broker returns it
+    /// unroutable, the topology drifted (a DLQ or retry queue deleted while the bridge runs):
+    /// declare it again, once per drift, and publish once more, so the message is settled
+    /// rather than nacked into a tight redelivery loop.
+    async fn publish_routed(&self, outgoing: Outgoing) -> Result<(), PublishError> {
+        match self.publisher.publish(outgoing.clone()).await {
+            Err(PublishError::Unroutable {
+                exchange,
+                routing_key,
+            }) => {
+                let _one_at_a_time = self.redeclare.lock().await;
+                tracing::warn!(
+                    flow = %self.flow,
+                    exchange = %exchange,
+                    routing_key = %routing_key,
+                    "a republish was unroutable (a queue was deleted?); declaring the topology again"
+                );
+                let topology = crate::broker::Topology::new(&self.settings.topology);
+                if let Err(error) = topology.declare_checked(self.publisher.channel()).await {
+                    tracing::error!(flow = %self.flow, error = %crate::telemetry::chain(&error), "declaring the topology again failed");
+                }
+                self.publisher.publish(outgoing).await
+            }
+            other => other,
+        }
+    }
+
     fn count(&self, known: &Known, outcome: Outcome) {
         self.metrics
             .message(self.flow.as_str(), known.organization.as_deref(), outcome);
@@ -136,7 +198,7 @@ impl Settler {
     /// Publishes `events` (confirmed), then acks.
     async fn succeed_inner(&self, delivery: &Delivery, known: &Known, events: Vec<Outgoing>) {
         for event in events {
-            if let Err(error) = self.publisher.publish(event).await {
+            if let Err(error) = self.publish(event).await {
                 self.requeue(delivery, known, &error).await;
                 return;
             }
@@ -185,7 +247,7 @@ impl Settler {
             "dead-lettered"
         );
         for outgoing in [dead_letter, event] {
-            if let Err(error) = self.publisher.publish(outgoing).await {
+            if let Err(error) = self.publish(outgoing).await {
                 self.requeue(delivery, known, &error).await;
                 return;
             }
@@ -254,7 +316,7 @@ impl Settler {
             properties: carried_properties(&delivery.properties).with_headers(table),
             mandatory: true,
         };
-        match self.publisher.publish(outgoing).await {
+        match self.publish_routed(outgoing).await {
             Ok(()) => {
                 tracing::debug!(
                     flow = %self.flow,
@@ -358,6 +420,10 @@ impl Settler {
     async fn requeue(&self, delivery: &Delivery, known: &Known, error: &(dyn std::fmt::Display + Sync)) {
         self.count(known, Outcome::Requeued);
         tracing::warn!(flow = %self.flow, %error, "republish failed; returning the message to its queue");
+        // Not at once: a broker that refuses or cannot route the republish now will most likely
+        // do so again in a millisecond, and an immediate nack turns that into a tight
+        // redelivery loop. (A dead channel makes the nack below fail at once anyway.)
+        tokio::time::sleep(REQUEUE_PAUSE).await;
         let options = BasicNackOptions {
             requeue: true,
             ..Default::default()

@@ -80,6 +80,18 @@ where
                 | BrokerError::TlsFile(_)
                 | BrokerError::Runtime(_)
         );
+        // A queue or exchange that exists with other arguments will not change by retrying:
+        // at start-up, stop with exit 78 and the migration the error describes.
+        if !ever_connected
+            && let BrokerError::Declare(declare) = &failure.error
+            && declare.inequivalent
+        {
+            tracing::error!(part, error = %crate::telemetry::chain(&failure.error), "topology conflict; stopping");
+            return Err(EngineError::Topology {
+                part,
+                source: Box::new(failure.error),
+            });
+        }
         if !ever_connected && unreachable {
             return Err(EngineError::Unavailable {
                 part,

@@ -50,33 +50,37 @@ impl FlowHandler for Status {
         organization: &Organization,
         batch: &[&String],
     ) -> Result<Vec<ItemResult>, CallError> {
-        let calls = batch.iter().map(|ticket_id| async move {
-            match organization.client.status(ticket_id).await {
+        let calls = batch
+            .iter()
+            .map(|ticket_id| async move { (*ticket_id, organization.client.status(ticket_id).await) });
+        let mut answers = futures::future::join_all(calls).await;
+        // A whole-call failure (every ticket failed, not for good) is the organization's: the
+        // breaker counts it, or pauses the organization for a failure no ticket can cause.
+        let whole_failure = answers.iter().all(|(_, answer)| answer.is_err())
+            && matches!(answers.first(), Some((_, Err(e))) if e.class() != ErrorClass::Permanent);
+        if whole_failure && let (_, Err(first)) = answers.swap_remove(0) {
+            return Err(first);
+        }
+        let results: Vec<ItemResult> = answers
+            .into_iter()
+            .map(|(ticket_id, answer)| match answer {
                 Ok(state) => Ok(ItemOk {
-                    ticket_id: (*ticket_id).clone(),
+                    ticket_id: ticket_id.clone(),
                     status: state.map(|s| s.status),
                     unchanged: true,
                 }),
                 Err(error) => Err(ItemError {
-                    ticket_id: (*ticket_id).clone(),
+                    ticket_id: ticket_id.clone(),
                     code: error.http_status().unwrap_or(0),
-                    class: if error.class() == ErrorClass::Transient {
-                        ErrorClass::Transient
-                    } else {
+                    class: if error.class() == ErrorClass::Permanent {
                         ErrorClass::Permanent
+                    } else {
+                        ErrorClass::Transient
                     },
                     message: error.to_string(),
                 }),
-            }
-        });
-        let results: Vec<ItemResult> = futures::future::join_all(calls).await;
-        // A whole-call failure (every ticket failed transiently) counts against the breaker.
-        if let Some(Err(first)) = results.first()
-            && first.class == ErrorClass::Transient
-            && results.iter().all(Result::is_err)
-        {
-            return Err(CallError::Transport(first.message.clone()));
-        }
+            })
+            .collect();
         Ok(results)
     }
 

@@ -1,17 +1,29 @@
-//! The dead-letter notifier: drains every flow's `<prefix>.<flow>.dlq`, groups dead letters by
-//! organization, flow and error class, and sends one digest e-mail per group per window to the
-//! organization's `notification_emails` (the global `fallback_emails` for messages of no known
-//! organization, or of one without addresses). Only once the SMTP server has accepted the
-//! e-mail is each message moved to `<prefix>.<flow>.parked` (confirm, then ack).
+//! The dead-letter notifier: reads every flow's `<prefix>.<flow>.dlq` in rounds, groups dead
+//! letters by organization, flow and error class, and sends one digest e-mail per group per
+//! window to the organization's `notification_emails` (the global `fallback_emails` for
+//! messages of no known organization, of one without addresses, or of one none of whose
+//! addresses the SMTP server accepts). Only once the SMTP server has accepted the e-mail for at
+//! least one recipient is each message moved to `<prefix>.<flow>.parked` (confirm, then ack).
 //!
-//! Pacing: a group's first e-mail goes out `min(window, 10 s)` after its first dead letter, so a
-//! storm is gathered rather than mailed one by one; after that a group gets at most one e-mail
-//! per window. While SMTP is down the messages stay unacked (so in the DLQ) and the send is
-//! retried with back-off. If the notifier dies, the broker returns what it held to the DLQ and
-//! the next notifier mails them again: e-mails are at-least-once, dead letters are never lost.
-//! Several notifiers are safe (each message is held by one of them), but each sends its own
-//! digests: with R replicas a group gets up to R e-mails per window. Run the notifier in one
-//! deployment (`run --flows notifier`, one replica) to get exactly one.
+//! Visibility: the notifier holds a dead letter only while a round reads it and, when its group
+//! is due, while the e-mail is sent and the message parked (seconds). A group that is not due is
+//! put back in the DLQ at once (nack, requeue) and remembered by its key and due time only, so
+//! `dlq list`, `show` and `replay` see every dead letter whatever the notifier is doing (before,
+//! it held them unacked for the whole window, invisible to `dlq list`). Each round's basic.get
+//! raises a waiting message's quorum `x-delivery-count`: harmless on RabbitMQ 3.x, whose DLQs
+//! have no delivery limit (see `src/dlq/mod.rs` for 4.x).
+//!
+//! Pacing: rounds come twice per `min(window, 10 s)`; a group's first e-mail goes out between
+//! half and all of that after its first dead letter was seen, so a storm is gathered rather than
+//! mailed one by one; after that a group gets at most one e-mail per window. Each recipient gets
+//! its own SMTP transaction, so a refused one (`550`) keeps the digest from nobody else. While
+//! SMTP is down (or answers `4xx` to everyone) the messages stay in the DLQ and the send is
+//! retried with back-off; a permanent refusal of every address is not retried: the messages are
+//! parked without an e-mail, with an ERROR line. If the notifier dies, the broker returns what
+//! it held to the DLQ and the next notifier mails them again: e-mails are at-least-once, dead
+//! letters are never lost. Several notifiers are safe (each message is held by one of them),
+//! but each sends its own digests: with R replicas a group gets up to R e-mails per window. Run
+//! the notifier in one deployment (`run --flows notifier`, one replica) to get exactly one.
 
 pub mod digest;
 pub mod smtp;
@@ -19,10 +31,9 @@ pub mod smtp;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+use lapin::types::AMQPValue;
 use tokio::time::Instant;
 
 use crate::broker::headers;
@@ -44,6 +55,8 @@ pub const NOTIFIED_AT: &str = "x-notified-at";
 const MAX_HELD: u16 = 10_000;
 /// Longest wait before a group's first e-mail.
 const MAX_GATHER: Duration = Duration::from_secs(10);
+/// Shortest time between two rounds of reading the DLQs.
+const MIN_TICK: Duration = Duration::from_millis(100);
 
 /// Runs the notifier until shutdown.
 pub async fn run(context: Context) -> Result<(), EngineError> {
@@ -61,15 +74,16 @@ pub async fn run(context: Context) -> Result<(), EngineError> {
     supervise(PART, &context, || session(context.clone(), mailer.clone())).await
 }
 
-/// Dead letters of one group waiting for their e-mail.
-struct Group {
-    /// The messages, unacked.
-    held: Vec<(Delivery, Line)>,
-    /// When to try sending.
+/// When a group may be mailed next.
+struct Schedule {
+    /// Earliest time of its next e-mail.
     due: Instant,
     /// Failed sends in a row, for the back-off.
     failures: u32,
 }
+
+/// Dead letters read in one round, by group; held (unacked) only until the round ends.
+type Round = HashMap<GroupKey, Vec<(Delivery, Line)>>;
 
 async fn session(context: Context, mailer: std::sync::Arc<Mailer>) -> Result<(), SessionFailure> {
     let settings = context.settings.clone();
@@ -80,91 +94,128 @@ async fn session(context: Context, mailer: std::sync::Arc<Mailer>) -> Result<(),
     } = broker::open_session(&settings, PART, MAX_HELD)
         .await
         .map_err(SessionFailure::setup)?;
-    let setup = async {
-        let mut consumers = Vec::new();
-        for &flow in Flow::ALL {
-            let queue = settings.topology.dlq(flow);
-            let consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    format!("notifier-{flow}-{}", std::process::id()).as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(BrokerError::amqp("basic.consume"))?;
-            consumers.push(consumer.map(move |delivery| (flow, delivery)));
-        }
-        Ok::<_, BrokerError>(futures::stream::select_all(consumers))
-    };
-    let mut deliveries = setup.await.map_err(SessionFailure::setup)?;
     context.health.set_ready(PART, true);
-    tracing::info!("notifier draining the dead-letter queues");
+    tracing::info!("notifier watching the dead-letter queues");
 
-    let mut groups: HashMap<GroupKey, Group> = HashMap::new();
-    let mut last_sent: HashMap<GroupKey, Instant> = HashMap::new();
     let notifier = &settings.notifier;
     let gather = notifier.window.min(MAX_GATHER);
-    let outcome = 'session: loop {
-        let next_due = groups.values().map(|g| g.due).min();
+    // Rounds come twice per gathering time: a group is mailed between `gather / 2` and
+    // `gather` after its first dead letter was seen.
+    let tick = (gather / 2).max(MIN_TICK);
+    let mut schedules: HashMap<GroupKey, Schedule> = HashMap::new();
+    let mut last_sent: HashMap<GroupKey, Instant> = HashMap::new();
+    let outcome = loop {
+        if let Err(error) = round(
+            &context,
+            &mailer,
+            &publisher,
+            &channel,
+            &mut schedules,
+            &mut last_sent,
+            tick,
+        )
+        .await
+        {
+            break Err(error);
+        }
         tokio::select! {
-            biased;
             _ = context.shutdown.cancelled() => break Ok(()),
-            _ = sleep_until(next_due), if next_due.is_some() => {
-                let now = Instant::now();
-                let due: Vec<GroupKey> = groups.iter().filter(|(_, g)| g.due <= now).map(|(k, _)| k.clone()).collect();
-                for key in due {
-                    let Some(mut group) = groups.remove(&key) else { continue };
-                    match send(&context, &mailer, &publisher, &key, &mut group).await {
-                        Ok(true) => {
-                            last_sent.insert(key, Instant::now());
-                        }
-                        Ok(false) => {
-                            group.failures += 1;
-                            group.due = Instant::now() + backoff(notifier, group.failures);
-                            groups.insert(key, group);
-                        }
-                        // The rest stays unacked and returns to the DLQ with the session.
-                        Err(error) => break 'session Err(error),
-                    }
-                }
-            }
-            next = deliveries.next() => {
-                let Some((flow, delivery)) = next else {
-                    break Err(BrokerError::Amqp {
-                        operation: "consume dead letters",
-                        source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed)),
-                    });
-                };
-                let delivery = match delivery {
-                    Ok(delivery) => delivery,
-                    Err(error) => break Err(BrokerError::Amqp { operation: "consume dead letters", source: error }),
-                };
-                let (key, line) = classify(&context, flow, &delivery);
-                let now = Instant::now();
-                let group = groups.entry(key.clone()).or_insert_with(|| Group {
-                    held: Vec::new(),
-                    due: last_sent
-                        .get(&key)
-                        .map_or(now + gather, |sent| (*sent + notifier.window).max(now + gather)),
-                    failures: 0,
-                });
-                group.held.push((delivery, line));
-            }
+            _ = tokio::time::sleep(tick) => {}
         }
     };
-    // Whatever is still held goes back to the DLQ when the channel closes.
-    drop(groups);
     let _ = channel.close(200, "bye".into()).await;
     let _ = connection.close(200, "bye".into()).await;
     outcome.map_err(SessionFailure::running)
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// One round: read every DLQ, put back at once what is not due, mail and park what is.
+///
+/// The notifier never holds a dead letter across its window: between rounds every dead letter
+/// is in its DLQ (or already parked), so `dlq list`, `show` and `replay` always see it. A group
+/// waiting for its next window is remembered here by its key and due time only.
+async fn round(
+    context: &Context,
+    mailer: &Mailer,
+    publisher: &ConfirmedPublisher,
+    channel: &lapin::Channel,
+    schedules: &mut HashMap<GroupKey, Schedule>,
+    last_sent: &mut HashMap<GroupKey, Instant>,
+    tick: Duration,
+) -> Result<(), BrokerError> {
+    let settings = &context.settings;
+    let notifier = &settings.notifier;
+    let mut read: Round = HashMap::new();
+    let mut count = 0usize;
+    for &flow in Flow::ALL {
+        let queue = settings.topology.dlq(flow);
+        while count < usize::from(MAX_HELD) {
+            let got = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(BrokerError::amqp("basic.get dead letter"))?;
+            let Some(got) = got else { break };
+            let delivery = got.delivery;
+            let (key, line) = classify(context, flow, &delivery);
+            read.entry(key).or_default().push((delivery, line));
+            count += 1;
+        }
     }
+    // Groups no longer in the DLQs (replayed or purged meanwhile) are forgotten.
+    schedules.retain(|key, _| read.contains_key(key));
+    let now = Instant::now();
+    let mut due = Vec::new();
+    for (key, held) in read {
+        let schedule = schedules.entry(key.clone()).or_insert_with(|| Schedule {
+            due: last_sent
+                .get(&key)
+                .map_or(now + tick, |sent| (*sent + notifier.window).max(now + tick)),
+            failures: 0,
+        });
+        if schedule.due <= now {
+            due.push((key, held));
+        } else {
+            // Back where `dlq list` and `dlq replay` see it, at once.
+            put_back(held).await?;
+        }
+    }
+    for (key, held) in due {
+        match send(context, mailer, publisher, &key, held).await? {
+            Sent::Yes => {
+                schedules.remove(&key);
+                last_sent.insert(key, Instant::now());
+            }
+            Sent::Later => {
+                if let Some(schedule) = schedules.get_mut(&key) {
+                    schedule.failures += 1;
+                    schedule.due = Instant::now() + backoff(notifier, schedule.failures);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Returns read dead letters to their DLQ.
+async fn put_back(held: Vec<(Delivery, Line)>) -> Result<(), BrokerError> {
+    for (delivery, _) in held {
+        delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(BrokerError::amqp("return dead letter"))?;
+    }
+    Ok(())
+}
+
+/// Whether a group's digest went out.
+enum Sent {
+    /// Mailed (or, for good, not mailable) and parked.
+    Yes,
+    /// Not accepted for a reason that may pass: the messages are back in the DLQ.
+    Later,
 }
 
 fn backoff(notifier: &crate::config::NotifierSettings, failures: u32) -> Duration {
@@ -199,70 +250,132 @@ fn classify(context: &Context, flow: Flow, delivery: &Delivery) -> (GroupKey, Li
     )
 }
 
-/// Mails one group, then parks its messages. `Ok(false)`: SMTP refused, retry later.
+/// Mails one group (to the organization's addresses, else to `fallback_emails`), then parks
+/// its messages. Recipients the server refuses are reported; when nobody of the organization
+/// can be reached the digest goes to `fallback_emails`; a permanent refusal of everyone is
+/// logged and the messages parked anyway (visible to `dlq list`, replayable): retrying a `5xx`
+/// like an outage would mail nobody, for ever. Only when nobody got it for a reason that may
+/// pass (server down, `4xx`) do the messages go back to the DLQ for a later try.
 async fn send(
     context: &Context,
     mailer: &Mailer,
     publisher: &ConfirmedPublisher,
     key: &GroupKey,
-    group: &mut Group,
-) -> Result<bool, BrokerError> {
+    mut held: Vec<(Delivery, Line)>,
+) -> Result<Sent, BrokerError> {
     let settings = &context.settings;
     let notifier = &settings.notifier;
-    let to = key
+    let organization = key.organization.as_deref().unwrap_or("unknown");
+    let own = key
         .organization
         .as_deref()
         .and_then(|code| context.organizations.get(code))
         .map(|org| org.interface.notification_emails.clone())
-        .filter(|emails| !emails.is_empty())
-        .unwrap_or_else(|| notifier.fallback_emails.clone());
+        .unwrap_or_default();
     let parked = settings.topology.parked(key.flow);
-    let lines: Vec<Line> = group
-        .held
+    let lines: Vec<Line> = held
         .iter()
         .take(notifier.max_listed)
         .map(|(_, line)| line.clone())
         .collect();
-    let organization = key.organization.as_deref().unwrap_or("unknown");
-    if to.is_empty() {
-        tracing::error!(
-            organization,
-            flow = %key.flow,
-            "no notification_emails and no notifier.fallback_emails: dead letters parked without an e-mail"
-        );
-    } else {
-        let email: Email = match digest::render(key, group.held.len(), &lines, &parked, to) {
+    let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
+    if !own.is_empty() {
+        lists.push(("notification_emails", own));
+    }
+    if !notifier.fallback_emails.is_empty() {
+        lists.push(("notifier.fallback_emails", notifier.fallback_emails.clone()));
+    }
+    let mut delivered = false;
+    let mut retry = false;
+    for (setting, to) in lists {
+        let email: Email = match digest::render(key, held.len(), &lines, &parked, to) {
             Ok(email) => email,
             Err(error) => {
                 // Our own templates: a failure here is a bug, not bad input. Keep the messages.
                 tracing::error!(%error, "cannot render the digest e-mail");
                 context.metrics.email("failed");
-                return Ok(false);
+                put_back(held).await?;
+                return Ok(Sent::Later);
             }
         };
-        if let Err(error) = mailer.send(&email).await {
-            context.metrics.email("failed");
+        let report = match mailer.send(&email).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::error!(organization, setting, error = %crate::telemetry::chain(&error), "cannot build the digest e-mail");
+                context.metrics.email("failed");
+                continue;
+            }
+        };
+        for refused in &report.refused {
+            context
+                .metrics
+                .email_recipient_refused(organization, refused.permanent);
+            // The address is configuration, but it is also a person's: name its place in the
+            // configuration above debug level, the address itself only at debug.
             tracing::warn!(
                 organization,
                 flow = %key.flow,
-                error = %crate::telemetry::chain(&error),
-                "digest e-mail not accepted; the dead letters stay in the DLQ and the send is retried"
+                recipient = %format!("{setting}[{}]", refused.index),
+                code = refused.code.as_deref().unwrap_or("none"),
+                permanent = refused.permanent,
+                "SMTP server refused a digest recipient"
             );
-            return Ok(false);
+            tracing::debug!(
+                recipient = %email.to.get(refused.index).map(String::as_str).unwrap_or("?"),
+                error = %crate::telemetry::chain(&refused.error),
+                "refused recipient"
+            );
         }
-        context.metrics.email("sent");
-        tracing::info!(
+        if report.accepted > 0 {
+            delivered = true;
+            context.metrics.email("sent");
+            tracing::info!(
+                organization,
+                flow = %key.flow,
+                class = %key.class,
+                count = held.len(),
+                recipients = report.accepted,
+                to = setting,
+                "digest e-mail sent"
+            );
+            break;
+        }
+        context.metrics.email("failed");
+        if report.retry_later() {
+            // An outage or a 4xx: the fallback is most likely on the same server. Try again later.
+            retry = true;
+            break;
+        }
+        tracing::warn!(
             organization,
             flow = %key.flow,
-            class = %key.class,
-            count = group.held.len(),
-            "digest e-mail sent"
+            setting,
+            "the SMTP server refused every recipient for good; trying the next address list"
+        );
+    }
+    if !delivered && retry {
+        tracing::warn!(
+            organization,
+            flow = %key.flow,
+            "digest e-mail not accepted; the dead letters stay in the DLQ and the send is retried"
+        );
+        put_back(held).await?;
+        return Ok(Sent::Later);
+    }
+    if !delivered {
+        tracing::error!(
+            organization,
+            flow = %key.flow,
+            "nobody could be e-mailed about these dead letters (no address, or every recipient \
+             refused for good): they are parked without an e-mail; `dlq list` shows them"
         );
     }
     let now = headers::rfc3339(chrono::Utc::now());
-    while let Some((delivery, _)) = group.held.pop() {
+    while let Some((delivery, _)) = held.pop() {
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
-        table.insert(NOTIFIED_AT.into(), AMQPValue::LongString(now.as_str().into()));
+        if delivered {
+            table.insert(NOTIFIED_AT.into(), AMQPValue::LongString(now.as_str().into()));
+        }
         let outgoing = Outgoing {
             exchange: settings.topology.dead_letter_exchange.clone(),
             routing_key: parked.clone(),
@@ -287,5 +400,5 @@ async fn send(
             .await
             .map_err(BrokerError::amqp("ack dead letter"))?;
     }
-    Ok(true)
+    Ok(Sent::Yes)
 }

@@ -1,5 +1,6 @@
 //! The SMTP side of the notifier: one pooled lettre transport built from the configuration.
 
+use lettre::address::Envelope;
 use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -108,15 +109,22 @@ impl Mailer {
         })
     }
 
-    /// Sends `email`; `Ok` means the server accepted it.
-    pub async fn send(&self, email: &Email) -> Result<(), MailError> {
+    /// Sends `email` to each recipient in its own SMTP transaction (one envelope recipient
+    /// each, the same `To:` header), so that a server refusing one recipient (`550` to its
+    /// `RCPT TO`) does not keep the digest from the others. `Err` only when the e-mail cannot
+    /// be built; each recipient's outcome is in the report.
+    pub async fn send(&self, email: &Email) -> Result<SendReport, MailError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(email.subject.as_str());
+        let mut envelopes = Vec::with_capacity(email.to.len());
         for address in &email.to {
             let mailbox: Mailbox = address.parse().map_err(|_| MailError::Address {
                 address: address.clone(),
             })?;
+            let envelope = Envelope::new(Some(self.from.email.clone()), vec![mailbox.email.clone()])
+                .map_err(|e| MailError::Build(e.to_string()))?;
+            envelopes.push(envelope);
             builder = builder.to(mailbox);
         }
         let message = builder
@@ -125,14 +133,52 @@ impl Mailer {
                 email.html.clone(),
             ))
             .map_err(|e| MailError::Build(e.to_string()))?;
-        self.transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|source| MailError::Send {
-                host: self.host.clone(),
-                port: self.port,
-                source,
-            })
+        let raw = message.formatted();
+        let mut report = SendReport::default();
+        for (index, envelope) in envelopes.iter().enumerate() {
+            match self.transport.send_raw(envelope, &raw).await {
+                Ok(_) => report.accepted += 1,
+                Err(source) => report.refused.push(Refused {
+                    index,
+                    permanent: source.is_permanent(),
+                    code: source.status().map(|code| code.to_string()),
+                    error: MailError::Send {
+                        host: self.host.clone(),
+                        port: self.port,
+                        source,
+                    },
+                }),
+            }
+        }
+        Ok(report)
     }
+}
+
+/// What the server did with each recipient of one e-mail.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    /// Recipients the server accepted the e-mail for.
+    pub accepted: usize,
+    /// Recipients it did not, in `Email::to` order.
+    pub refused: Vec<Refused>,
+}
+
+impl SendReport {
+    /// Nobody got it, and at least one failure may pass (an outage, a `4xx`): retry later.
+    pub fn retry_later(&self) -> bool {
+        self.accepted == 0 && self.refused.iter().any(|r| !r.permanent)
+    }
+}
+
+/// One recipient the e-mail did not reach.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its position in `Email::to`: logs name `notification_emails[index]`, not the address.
+    pub index: usize,
+    /// A `5xx` answer: retrying the same recipient cannot help (an unknown mailbox, a policy).
+    pub permanent: bool,
+    /// The SMTP reply code, when the server answered one.
+    pub code: Option<String>,
+    /// What failed.
+    pub error: MailError,
 }

@@ -5,6 +5,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::tixngo::error::PauseReason;
+
 /// Breaker states, as exported in metrics (0 closed, 1 open, 2 half-open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -32,6 +34,10 @@ pub struct Breaker {
     threshold: u32,
     /// How long it stays open before a probe.
     open_for: Duration,
+    /// Why the organization is paused, when it was opened by a failure no ticket can cause
+    /// (`trip`): read by the `organization_paused` metric; cleared by a success or an ordinary
+    /// transient failure.
+    paused: Mutex<Option<PauseReason>>,
 }
 
 impl Breaker {
@@ -41,6 +47,7 @@ impl Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
             threshold: threshold.max(1),
             open_for,
+            paused: Mutex::new(None),
         }
     }
 
@@ -63,17 +70,40 @@ impl Breaker {
         }
     }
 
+    fn paused_lock(&self) -> std::sync::MutexGuard<'_, Option<PauseReason>> {
+        // An Option of a Copy enum cannot be left half-written by a panic: recover it.
+        self.paused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A failure no ticket can cause (`reason`): open at once, whatever the threshold, until a
+    /// probe succeeds. Returns true when this paused an organization that was not paused for
+    /// this reason already (the caller logs once, not at every failed probe).
+    pub fn trip(&self, reason: PauseReason) -> bool {
+        *self.lock() = State::Open {
+            until: Instant::now() + self.open_for,
+        };
+        let previous = self.paused_lock().replace(reason);
+        previous != Some(reason)
+    }
+
+    /// Why the organization is paused, if a [`Breaker::trip`] opened the breaker.
+    pub fn pause_reason(&self) -> Option<PauseReason> {
+        *self.paused_lock()
+    }
+
     /// TIXnGO answered (even with a permanent error): it is up. Returns true when this closed
     /// an open (or probing) breaker.
     pub fn record_success(&self) -> bool {
         let mut state = self.lock();
         let was_open = !matches!(*state, State::Closed { .. });
         *state = State::Closed { failures: 0 };
+        *self.paused_lock() = None;
         was_open
     }
 
     /// A transient failure. Returns true when this failure opened the breaker.
     pub fn record_failure(&self) -> bool {
+        *self.paused_lock() = None;
         let mut state = self.lock();
         match *state {
             State::Closed { failures } if failures + 1 >= self.threshold => {
@@ -125,6 +155,24 @@ mod tests {
         breaker.record_success();
         assert!(breaker.allow());
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_trip_opens_at_once_and_logs_once_per_pause() {
+        let breaker = Breaker::new(5, Duration::from_millis(10));
+        assert!(breaker.trip(PauseReason::AuthRefused));
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert_eq!(breaker.pause_reason(), Some(PauseReason::AuthRefused));
+        std::thread::sleep(Duration::from_millis(15));
+        assert!(breaker.allow(), "a probe after the interval");
+        assert!(
+            !breaker.trip(PauseReason::AuthRefused),
+            "a failed probe is not a new pause"
+        );
+        std::thread::sleep(Duration::from_millis(15));
+        assert!(breaker.allow());
+        assert!(breaker.record_success());
+        assert_eq!(breaker.pause_reason(), None);
     }
 
     #[test]

@@ -372,6 +372,10 @@ impl TixngoClient {
 
     async fn read<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, CallError> {
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if status == 404 {
             return Err(CallError::Status {
@@ -379,9 +383,23 @@ impl TixngoClient {
                 body: truncate(&String::from_utf8_lossy(&bytes), self.max_error_body),
             });
         }
+        // TIXnGO answers JSON; a `200` with an HTML page is a proxy (or a captive portal), not
+        // TIXnGO, whatever the body happens to parse as.
+        if !content_type.as_deref().is_some_and(is_json_media_type) {
+            return Err(CallError::Protocol {
+                status,
+                detail: format!(
+                    "content type {} is not application/json; the answer begins {}",
+                    content_type
+                        .as_deref()
+                        .map_or_else(|| "(none)".to_owned(), |c| format!("{:?}", truncate(c, 64))),
+                    first_bytes(&bytes)
+                ),
+            });
+        }
         serde_json::from_slice(&bytes).map_err(|e| CallError::Protocol {
             status,
-            detail: format!("{e} in {}", truncate(&String::from_utf8_lossy(&bytes), 200)),
+            detail: format!("{e}; the answer begins {}", first_bytes(&bytes)),
         })
     }
 
@@ -392,7 +410,14 @@ impl TixngoClient {
         } else if let Some(tls) = crate::tls::tls_failure(&error) {
             CallError::Tls(tls)
         } else if error.is_connect() {
-            CallError::Connect(crate::telemetry::chain(&error))
+            let chain = crate::telemetry::chain(&error);
+            // hyper-util's connector reports a failed resolution as "dns error"; it has no public
+            // type to match on.
+            if chain.contains("dns error") {
+                CallError::Dns(chain)
+            } else {
+                CallError::Connect(chain)
+            }
         } else {
             CallError::Transport(crate::telemetry::chain(&error))
         }
@@ -408,6 +433,20 @@ impl TixngoClient {
             return Err(CallError::Protocol {
                 status: 200,
                 detail: format!("{} results for {} tickets", response.results.len(), ids.len()),
+            });
+        }
+        if let Some(item) = response
+            .results
+            .iter()
+            .find(|item| !documented_code(kind, item.code))
+        {
+            return Err(CallError::Protocol {
+                status: 200,
+                detail: format!(
+                    "per-ticket code {} for {} is not documented for this call",
+                    item.code,
+                    truncate(&item.ticket_id, 64)
+                ),
             });
         }
         let mut out = Vec::with_capacity(ids.len());
@@ -456,6 +495,41 @@ impl TixngoClient {
                 })
             }
         }
+    }
+}
+
+/// The per-ticket codes docs/tixngo-api.md documents for each call (section 9, "Per item").
+/// Anything else is a contract TIXnGO broke, not a verdict on the ticket.
+fn documented_code(kind: BatchKind, code: u16) -> bool {
+    match kind {
+        BatchKind::Inject => matches!(code, 200 | 201 | 409 | 422),
+        BatchKind::Cancel => matches!(code, 200 | 404 | 422),
+        BatchKind::Control => matches!(code, 200 | 404 | 409 | 422),
+    }
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or as a `+json` suffix type.
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The first bytes of an answer the bridge cannot read, for the error message and the log:
+/// enough to recognise an HTML error page or a proxy's banner, escaped so that control
+/// characters cannot reach a terminal.
+fn first_bytes(bytes: &[u8]) -> String {
+    const FIRST: usize = 120;
+    let head = &bytes[..bytes.len().min(FIRST)];
+    let text: String = String::from_utf8_lossy(head).escape_debug().collect();
+    if bytes.len() > FIRST {
+        format!("\"{text}\" … ({} bytes)", bytes.len())
+    } else {
+        format!("\"{text}\"")
     }
 }
 

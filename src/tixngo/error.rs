@@ -7,8 +7,46 @@ use std::time::Duration;
 pub enum ErrorClass {
     /// A passing condition (network, timeout, 5xx, 429, ticket not injected yet): retry.
     Transient,
-    /// TIXnGO refused the request for good (validation, conflict, auth): dead-letter.
+    /// TIXnGO refused the request for good (validation, conflict): dead-letter.
     Permanent,
+    /// A failure no ticket can cause and no retry of a ticket can fix (authentication refused,
+    /// a revoked key, the configured host unknown to DNS): pause the whole organization (its
+    /// breaker opens at once, its messages wait in the first retry tier without using a retry)
+    /// until a probe call succeeds. Never a dead letter.
+    Pause,
+}
+
+/// Why an organization is paused (an [`ErrorClass::Pause`] failure), as the `reason` label of
+/// the `organization_paused` metric and in the one log line that announces the pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PauseReason {
+    /// TIXnGO answered 401 or 403 to a whole call: wrong, rotated or revoked API key.
+    AuthRefused,
+    /// The configured host name does not resolve.
+    Dns,
+}
+
+impl PauseReason {
+    /// Every reason, for metrics reset at scrape time.
+    pub const ALL: [PauseReason; 2] = [PauseReason::AuthRefused, PauseReason::Dns];
+
+    /// Stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::AuthRefused => "auth-refused",
+            PauseReason::Dns => "dns",
+        }
+    }
+
+    /// What the operator should do, for the log line.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            PauseReason::AuthRefused => {
+                "TIXnGO refuses the API key: update the interface's api_key (or TIXnGO's grant)"
+            }
+            PauseReason::Dns => "the interface url's host does not resolve: check interfaces[].url and DNS",
+        }
+    }
 }
 
 /// A failed call as a whole (nothing in the batch was processed).
@@ -17,6 +55,10 @@ pub enum CallError {
     /// TCP/TLS connection failed.
     #[error("cannot connect to TIXnGO: {0}")]
     Connect(String),
+    /// The configured host name did not resolve: no ticket can cause it, so the organization is
+    /// paused ([`ErrorClass::Pause`]) rather than its tickets retried one by one.
+    #[error("cannot resolve TIXnGO's host name: {0} (check interfaces[].url)")]
+    Dns(String),
     /// The TLS handshake failed: TIXnGO's certificate is not trusted (missing `ca_file`?),
     /// expired or for another name. Retried like a connect error: nothing is dead-lettered for
     /// a problem the operator fixes in the configuration or TIXnGO fixes on its side, and the
@@ -54,7 +96,11 @@ pub enum CallError {
         /// Error body, cut to the configured size.
         body: String,
     },
-    /// A success status whose body the bridge cannot read: the contract has changed.
+    /// A success status whose answer is not the contract: wrong content type, unparseable JSON,
+    /// a result count or ticket id that does not match the batch, an undocumented per-ticket
+    /// code. TIXnGO's fault (or a proxy's in front of it), never the ticket's: transient and
+    /// counted by the breaker, so a misconfigured proxy answering `200` with HTML does not
+    /// dead-letter the traffic. `detail` holds the first bytes of the answer, escaped.
     #[error("unexpected answer from TIXnGO (HTTP {status}): {detail}")]
     Protocol {
         /// HTTP status.
@@ -78,6 +124,7 @@ impl CallError {
     pub fn metric_label(&self) -> String {
         match self {
             CallError::Connect(_) => "connect".to_owned(),
+            CallError::Dns(_) => "dns".to_owned(),
             CallError::Tls(_) => "tls".to_owned(),
             CallError::Timeout(_) => "timeout".to_owned(),
             CallError::RateLimited { .. } => "429".to_owned(),
@@ -96,10 +143,23 @@ impl CallError {
             | CallError::Timeout(_)
             | CallError::RateLimited { .. }
             | CallError::Redirect { .. }
-            | CallError::Transport(_) => ErrorClass::Transient,
+            | CallError::Transport(_)
+            // Not the ticket's fault: a proxy or a TIXnGO release broke the contract for every
+            // ticket; the breaker stops the traffic while it lasts.
+            | CallError::Protocol { .. } => ErrorClass::Transient,
+            CallError::Dns(_) => ErrorClass::Pause,
             CallError::Status { status, .. } => status_class(*status),
-            // A contract mismatch will not fix itself by retrying; it needs a person.
-            CallError::Protocol { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    /// Why this failure pauses the organization, when it does ([`ErrorClass::Pause`]).
+    pub fn pause_reason(&self) -> Option<PauseReason> {
+        match self {
+            CallError::Dns(_) => Some(PauseReason::Dns),
+            CallError::Status { status, .. } if status_class(*status) == ErrorClass::Pause => {
+                Some(PauseReason::AuthRefused)
+            }
+            _ => None,
         }
     }
 
@@ -123,10 +183,12 @@ impl CallError {
     }
 }
 
-/// Whole-request status classes: 5xx, 408 and 429 pass; other 4xx do not.
+/// Whole-request status classes: 5xx, 408 and 429 pass; 401 and 403 (the key is refused, no
+/// ticket can cause that) pause the organization; other 4xx do not pass.
 pub fn status_class(status: u16) -> ErrorClass {
     match status {
         408 | 429 | 500..=599 => ErrorClass::Transient,
+        401 | 403 => ErrorClass::Pause,
         _ => ErrorClass::Permanent,
     }
 }

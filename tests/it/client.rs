@@ -168,7 +168,8 @@ async fn whole_call_failures_are_classified() {
     let e = wrong_key.inject(&[&doc]).await.unwrap_err();
     assert_eq!(
         (e.http_status(), e.class()),
-        (Some(401), ErrorClass::Permanent),
+        // No ticket can cause a refused key: the organization is paused (field faults, class 6).
+        (Some(401), ErrorClass::Pause),
         "{e}"
     );
 

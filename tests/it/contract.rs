@@ -470,6 +470,8 @@ enum Class {
     Transient,
     /// Dead-letter.
     Permanent,
+    /// Pause the organization (breaker open at once), never a dead letter.
+    Pause,
 }
 
 impl Class {
@@ -479,6 +481,7 @@ impl Class {
             "idempotent success" => Some(Class::IdempotentSuccess),
             "transient" => Some(Class::Transient),
             "permanent" => Some(Class::Permanent),
+            "pause" => Some(Class::Pause),
             _ => None,
         }
     }
@@ -487,6 +490,7 @@ impl Class {
         match class {
             ErrorClass::Transient => Class::Transient,
             ErrorClass::Permanent => Class::Permanent,
+            ErrorClass::Pause => Class::Pause,
         }
     }
 }
@@ -603,7 +607,7 @@ fn section9(doc: &Doc) -> Result<Section9, Vec<String>> {
                         Some(c) => Some(c),
                         None => {
                             problems.push(format!(
-                                "{DOC} line {}: class `{class_cell}` is not success, idempotent success, transient or permanent",
+                                "{DOC} line {}: class `{class_cell}` is not success, idempotent success, transient, permanent or pause",
                                 row.line
                             ));
                             return None;
@@ -1246,7 +1250,7 @@ async fn replay_client(
         (Some(Class::Success), Outcome::Diff(page)) if status == 200 => {
             check_diff(&page, &documented.body, &mut problems)
         }
-        (Some(Class::Transient | Class::Permanent), Outcome::Failed(e)) => {
+        (Some(Class::Transient | Class::Permanent | Class::Pause), Outcome::Failed(e)) => {
             check_failure(&e, documented, rule, &mut problems)
         }
         (_, Outcome::Failed(e)) => problems.push(format!(
@@ -1401,6 +1405,8 @@ fn check_diff(page: &DiffPage, body: &Value, problems: &mut Vec<String>) {
 enum Scenario {
     /// Nothing listens on the port.
     Refused,
+    /// The interface's host name does not resolve (`.invalid`, RFC 2606).
+    Dns,
     /// The simulator applies the call, then hangs past the client's timeout.
     ClientTimeout,
     /// A 200 whose body is not what the call documents: reading ticket `diff` gets the diff page
@@ -1412,6 +1418,8 @@ fn scenario_for(answer: &str) -> Option<Scenario> {
     let answer = answer.to_lowercase();
     if answer.contains("connection refused") {
         Some(Scenario::Refused)
+    } else if answer.contains("dns") {
+        Some(Scenario::Dns)
     } else if answer.contains("client timeout") {
         Some(Scenario::ClientTimeout)
     } else if answer.contains("not the documented json") {
@@ -1451,6 +1459,21 @@ async fn play(scenario: Scenario, rule: &Rule, pool: &reqwest::Client) -> Vec<St
             match client.status("ACME-1").await {
                 Err(e) => expect(&e, matches!(e, CallError::Connect(_))),
                 Ok(v) => what(format!("a call to a closed port answered {v:?}")),
+            }
+        }
+        Scenario::Dns => {
+            let client = match client(
+                pool,
+                "https://tixngo-bridge-test.invalid/ACME/organizer/tickets",
+                KEY,
+                "5s",
+            ) {
+                Ok(c) => c,
+                Err(e) => return what(e),
+            };
+            match client.status("ACME-1").await {
+                Err(e) => expect(&e, matches!(e, CallError::Dns(_))),
+                Ok(v) => what(format!("a call to an unknown host answered {v:?}")),
             }
         }
         Scenario::ClientTimeout => {

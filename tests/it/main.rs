@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod contract;
 mod dlq;
+mod faults;
 mod flows;
 mod helpers;
 mod hostile;

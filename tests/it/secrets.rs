@@ -395,8 +395,15 @@ async fn no_secret_appears_in_any_output_of_any_flow_at_trace_level() {
     .await;
     sim.sim.transition("ACME", "S-1", Status::Transferred).ok();
 
-    // Wait for the outcomes: e-mails (invalid + GLOBEX refusals), the reply, a status.changed.
-    eventually("e-mails sent", || sink.messages().len() >= 3).await;
+    // Wait for the outcomes: the e-mail (the invalid message; GLOBEX's refused key pauses
+    // GLOBEX instead of dead-lettering its tickets: field faults, class 6), GLOBEX paused, the
+    // reply, a status.changed.
+    eventually("e-mails sent", || !sink.messages().is_empty()).await;
+    eventually("GLOBEX paused", || {
+        std::fs::read_to_string(&log_path)
+            .is_ok_and(|log| log.contains("TIXnGO refuses every call of this organization"))
+    })
+    .await;
     let mut event_bodies = Vec::new();
     let mut saw_status_changed = false;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
