@@ -185,7 +185,7 @@ pub fn amqp_to_json(value: &AMQPValue) -> Value {
         AMQPValue::Double(v) => json!(v),
         AMQPValue::DecimalValue(d) => json!(format!("{}e-{}", d.value, d.scale)),
         AMQPValue::ShortString(s) => json!(s.as_str()),
-        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::LongString(s) => bytes_to_json(s.as_bytes()),
         AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(amqp_to_json).collect()),
         AMQPValue::Timestamp(t) => i64::try_from(*t)
             .ok()
@@ -198,14 +198,29 @@ pub fn amqp_to_json(value: &AMQPValue) -> Value {
                 .map(|(k, v)| (k.to_string(), amqp_to_json(v)))
                 .collect(),
         ),
-        AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
+        AMQPValue::ByteArray(b) => bytes_to_json(b.as_slice()),
         AMQPValue::Void => Value::Null,
+    }
+}
+
+/// Header bytes as JSON: a string when they are UTF-8, else `{"hex": "…"}` with their exact
+/// bytes (never a lossy string: `dlq show --json` must let the original be recovered).
+fn bytes_to_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => json!(text),
+        Err(_) => json!({ "hex": crate::output::hex(bytes) }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use lapin::types::{FieldArray, FieldTable, LongString, ShortString};
+
+    #[test]
+    fn header_bytes_that_are_not_utf8_stay_recoverable() {
+        assert_eq!(bytes_to_json(b"ok"), json!("ok"));
+        assert_eq!(bytes_to_json(&[0xff, 0x1b]), json!({"hex": "ff1b"}));
+    }
 
     use super::*;
 

@@ -438,3 +438,26 @@ fn since_after_until_is_a_usage_error() {
         );
     }
 }
+
+/// A fatal error is printed once, with its cause once, and no colour codes reach a pipe.
+#[test]
+fn a_fatal_error_is_printed_once_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(
+        &path,
+        format!("[amqp]\nurl = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n[http]\nenabled = false\n{GOOD}"),
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["run", "--flows", "inject", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a pipe: {stderr:?}");
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+}

@@ -943,8 +943,19 @@ async fn hostile_dead_letters_are_shown_escaped_and_their_bytes_stay_recoverable
     )
     .await;
 
-    for args in [&["show"][..], &["list"], &["replay", "--dry-run"]] {
-        let output = config.dlq(args).await;
+    for args in [&["replay", "--dry-run"][..], &["show"], &["list"]] {
+        // Messages the previous command read go back to the queue as its connection closes:
+        // give the broker a moment rather than reading an empty queue.
+        let mut output = config.dlq(args).await;
+        for _ in 0..20 {
+            if String::from_utf8_lossy(&output.stdout).contains("BIN-1")
+                || (args[0] == "list" && String::from_utf8_lossy(&output.stdout).contains("total 2"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            output = config.dlq(args).await;
+        }
         assert!(output.status.success(), "{args:?}: {}", describe(&output));
         let stdout = String::from_utf8(output.stdout.clone()).expect("text output is UTF-8");
         for bad in ['\u{1b}', '\u{7}', '\r', '\u{202e}', '\u{80}'] {
