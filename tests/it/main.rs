@@ -9,6 +9,7 @@ mod dlq;
 mod flows;
 mod helpers;
 mod hostile;
+mod isolation;
 mod notifier;
 mod ops;
 mod poller;
