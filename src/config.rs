@@ -167,7 +167,10 @@ pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSettings {
-    /// Unacked deliveries the broker may push to one consumer (AMQP `basic.qos`).
+    /// Unacked deliveries the broker may push to one consumer (AMQP `basic.qos`): what bounds
+    /// the memory of a flow. To keep an organization's calls full it must be above
+    /// `max_concurrent_calls × batch_max` (the tickets inside its calls) plus the next calls'
+    /// worth, and above that again for several organizations busy at once.
     pub prefetch: u16,
     /// TIXnGO calls of one organization in progress at once in this process (all flows
     /// together), each carrying up to `batch_max` tickets. Bounding calls per organization, not
@@ -865,12 +868,6 @@ fn check_worker(worker: &WorkerSettings, push: &mut impl FnMut(String, String)) 
             "must be at least worker.max_concurrent_calls (one organization could otherwise take \
              every call of the process)"
                 .into(),
-        );
-    }
-    if usize::from(worker.prefetch) < worker.batch_max {
-        push(
-            "worker.prefetch".into(),
-            "must be at least worker.batch_max (a call could never be filled)".into(),
         );
     }
     if worker.in_process_max_delay > worker.max_in_process_wait {
