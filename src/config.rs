@@ -175,11 +175,32 @@ pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSettings {
-    /// Unacked deliveries the broker may push to one consumer (AMQP `basic.qos`).
+    /// Unacked deliveries the broker may push to one consumer (AMQP `basic.qos`): what bounds
+    /// the memory of a flow. To keep an organization's calls full it must be above
+    /// `max_concurrent_calls × batch_max` (the tickets inside its calls) plus the next calls'
+    /// worth, and above that again for several organizations busy at once.
     pub prefetch: u16,
-    /// Messages of one flow in a batch or inside a TIXnGO call at once in this process; bounds
-    /// TIXnGO concurrency (decoding and settling are bounded by `prefetch`).
-    pub max_in_flight: usize,
+    /// TIXnGO calls of one organization in progress at once in this process (all flows
+    /// together), each carrying up to `batch_max` tickets. Bounding calls per organization, not
+    /// messages per flow, is what hides a remote API's latency (throughput per organization is
+    /// up to `max_concurrent_calls × batch_max / latency`) and what keeps one organization's slow
+    /// or throttled TIXnGO from taking the capacity of the others.
+    pub max_concurrent_calls: usize,
+    /// TIXnGO calls in progress at once in this process, all organizations and flows together:
+    /// the ceiling on sockets and request memory when many organizations are busy.
+    pub max_total_calls: usize,
+    /// Longest wait the process does while holding messages: a `Retry-After` (and any quick
+    /// retry delay) up to this is waited in process; a longer `Retry-After` pauses the
+    /// organization through its breaker and parks the batch in the first retry tier. It is also
+    /// how long an organization may keep messages waiting for a free call while the buffer
+    /// (`prefetch`) is full before they are parked the same way, so that it cannot stop the
+    /// others' messages from being received.
+    #[serde(with = "humantime_serde")]
+    pub max_in_process_wait: Duration,
+    /// Replaced by `max_concurrent_calls` and `max_total_calls`; still read so that an old
+    /// configuration fails with a message saying so instead of "unknown field".
+    #[serde(default, skip_serializing)]
+    pub max_in_flight: Option<usize>,
     /// Quick in-process retries of a transient failure before moving to the first delay tier.
     pub in_process_retries: usize,
     /// First in-process retry delay (exponential with jitter after that).
@@ -203,12 +224,15 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            prefetch: 256,
-            max_in_flight: 64,
+            prefetch: 2048,
+            max_concurrent_calls: 8,
+            max_total_calls: 64,
+            max_in_process_wait: Duration::from_secs(2),
+            max_in_flight: None,
             in_process_retries: 3,
             in_process_min_delay: Duration::from_millis(100),
             in_process_max_delay: Duration::from_secs(2),
-            batch_max: 50,
+            batch_max: 100,
             batch_linger: Duration::from_millis(5),
             max_message_bytes: 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
@@ -914,8 +938,30 @@ fn check_worker(worker: &WorkerSettings, push: &mut impl FnMut(String, String)) 
             "must be at least 1 (0 would mean unlimited)".into(),
         );
     }
-    if worker.max_in_flight == 0 {
-        push("worker.max_in_flight".into(), "must be at least 1".into());
+    if worker.max_in_flight.is_some() {
+        push(
+            "worker.max_in_flight".into(),
+            "was replaced by worker.max_concurrent_calls (TIXnGO calls per organization, each up \
+             to batch_max tickets) and worker.max_total_calls (per process): remove it"
+                .into(),
+        );
+    }
+    if worker.max_concurrent_calls == 0 {
+        push("worker.max_concurrent_calls".into(), "must be at least 1".into());
+    }
+    if worker.max_total_calls < worker.max_concurrent_calls {
+        push(
+            "worker.max_total_calls".into(),
+            "must be at least worker.max_concurrent_calls (one organization could otherwise take \
+             every call of the process)"
+                .into(),
+        );
+    }
+    if worker.in_process_max_delay > worker.max_in_process_wait {
+        push(
+            "worker.in_process_max_delay".into(),
+            "must be at most worker.max_in_process_wait".into(),
+        );
     }
     if worker.batch_max == 0 || worker.batch_max > 1000 {
         push("worker.batch_max".into(), "must be between 1 and 1000".into());

@@ -151,7 +151,7 @@ pub struct Metrics {
     retries: Family<TierLabels, Counter>,
     /// Dead letters by flow and error class: what the notifier's e-mails are about.
     dead_letters: Family<ClassLabels, Counter>,
-    /// Messages held by this process per flow: near `max_in_flight` means saturated.
+    /// Messages held by this process per flow: at `worker.prefetch` the broker delivers no more.
     in_flight: Family<FlowLabels, Gauge>,
     /// Breaker state per organization (0 closed, 1 open, 2 half-open), read at scrape time.
     breaker_state: Family<OrganizationLabels, Gauge>,

@@ -2,11 +2,21 @@
 //!
 //! Per flow it owns a connection session loop (connect, declare, consume, and on any failure
 //! reconnect with capped, jittered back-off), pulls deliveries up to `prefetch`, decodes and
-//! validates them ahead, groups them per organization into micro-batches (`batch_max`,
-//! `batch_linger`), and keeps at most `max_in_flight` messages in batches or inside TIXnGO calls
-//! at once. A flow (see
-//! `crate::flows`) only supplies how a message becomes a TIXnGO request and which call to make.
-//! Settling a message (outcome event, retry tier or dead letter, then ack) is `settle`'s job.
+//! validates them ahead, and queues them per organization. A queue is sent to TIXnGO in calls of
+//! up to `batch_max` tickets (waiting at most `batch_linger` for a call to fill) whenever that
+//! organization has a free call slot: at most `max_concurrent_calls` calls per organization and
+//! `max_total_calls` per process (see [`crate::orgs::CallSlot`]). Bounding calls, not messages,
+//! lets batches hide TIXnGO's latency, and bounding them per organization keeps one
+//! organization's slow, throttled or hanging TIXnGO from taking the others' capacity.
+//!
+//! Waiting in process is capped by `max_in_process_wait`: a longer `Retry-After` pauses the
+//! organization through its breaker and parks the batch in the first retry tier; and when the
+//! buffer is full (`prefetch` messages held) an organization that has had no free call for that
+//! long has its waiting messages parked the same way, so the broker can deliver the others'.
+//!
+//! A flow (see `crate::flows`) only supplies how a message becomes a TIXnGO request and which
+//! call to make. Settling a message (outcome event, retry tier or dead letter, then ack) is
+//! `settle`'s job.
 
 pub use crate::orgs::breaker;
 pub mod decode;
@@ -23,7 +33,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use serde::de::DeserializeOwned;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +47,7 @@ use crate::health::Health;
 use crate::messages::TicketMessage;
 use crate::metrics::Metrics;
 use crate::orgs::breaker::BreakerState;
-use crate::orgs::{Organization, Organizations};
+use crate::orgs::{CallSlot, Organization, Organizations};
 use crate::tixngo::error::PauseReason;
 use crate::tixngo::{CallError, ErrorClass, ItemOk, ItemResult};
 use settle::{Known, Settler};
@@ -88,40 +98,33 @@ pub struct Item<P> {
     pub known: Known,
     /// The request part.
     pub prepared: P,
-    /// One unit of the flow's `max_in_flight` bound, taken when the message joins a batch and
-    /// given back as soon as TIXnGO has answered for it: decoding before and settling after
-    /// (outcome event, confirm, ack) are bounded by `prefetch`, and holding the unit through
-    /// them would cap throughput below `max_in_flight / latency` (Little's law).
-    call_slot: Option<OwnedSemaphorePermit>,
     /// Counts the message in the `in_flight` gauge until it is settled (dropped).
     _held: InFlight,
 }
 
-impl<P> Item<P> {
-    /// Gives the in-flight unit back: this message will not call TIXnGO again.
-    fn release_call_slot(&mut self) {
-        self.call_slot = None;
-    }
-}
-
-/// A message held by this process, for the `in_flight` gauge.
+/// A message held by this process, for the `in_flight` gauge and the session's own count.
 pub struct InFlight {
     /// Where the gauge lives.
     metrics: Arc<Metrics>,
     /// The gauge's flow label.
     flow: Flow,
+    /// The session's count of held messages: when it reaches `prefetch` the broker delivers no
+    /// more, which is when an organization stuck waiting for calls must give its messages up.
+    count: Arc<AtomicUsize>,
 }
 
 impl InFlight {
-    fn new(metrics: Arc<Metrics>, flow: Flow) -> Self {
+    fn new(metrics: Arc<Metrics>, flow: Flow, count: Arc<AtomicUsize>) -> Self {
         metrics.in_flight(flow.as_str(), 1);
-        Self { metrics, flow }
+        count.fetch_add(1, Ordering::Relaxed);
+        Self { metrics, flow, count }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.metrics.in_flight(self.flow.as_str(), -1);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -175,92 +178,126 @@ struct Session<H> {
     metrics: Arc<Metrics>,
 }
 
-/// Messages of one organization waiting to fill a batch.
-/// A batch being filled for one organization.
-struct Pending<P> {
-    /// Its messages, each holding an in-flight unit.
-    items: Vec<Item<P>>,
-    /// When it is sent even if not full (`batch_linger` after its first message).
-    deadline: Instant,
+/// One organization's decoded messages waiting for a TIXnGO call.
+struct Waiting<P> {
+    /// Oldest first, each with when it was queued.
+    items: VecDeque<(Instant, Item<P>)>,
+    /// A call slot was refused since the last one was given back: no point asking again (nor
+    /// waking for a linger deadline) before the next one is.
+    refused: bool,
+    /// Since when this organization has had messages waiting without getting a call; cleared
+    /// when it gets one. Kept while its queue is empty, so an organization that was parked once
+    /// is parked again at once if it still gets no call.
+    blocked_since: Option<Instant>,
 }
 
-/// Decoded messages on their way into TIXnGO calls. Decoding does not wait for an in-flight
-/// unit, so a freed unit finds its next message ready and the next call starts at once.
+impl<P> Default for Waiting<P> {
+    fn default() -> Self {
+        Self {
+            items: VecDeque::new(),
+            refused: false,
+            blocked_since: None,
+        }
+    }
+}
+
+/// Decoded messages on their way into TIXnGO calls, queued per organization so that one
+/// organization without a free call never holds up another's messages.
 struct Batcher<P> {
-    /// Decoded messages (with their organization) waiting for a unit, oldest first; bounded by
-    /// `prefetch`.
-    ready: VecDeque<(String, Item<P>)>,
-    /// Per organization, the batch being filled.
-    filling: HashMap<String, Pending<P>>,
-    /// The flow's `max_in_flight` units.
-    units: Arc<Semaphore>,
+    /// Per organization, its waiting messages.
+    waiting: HashMap<String, Waiting<P>>,
+    /// Messages in `waiting`, all organizations together.
+    queued: usize,
     /// Largest batch of one call.
     batch_max: usize,
-    /// How long a batch waits to fill.
+    /// How long a partial batch waits for more tickets while a call is free.
     linger: std::time::Duration,
+    /// How long an organization may keep messages waiting for a call while the buffer is full.
+    max_wait: std::time::Duration,
 }
 
-/// Batches to send now, with their organization.
-type Batches<P> = Vec<(String, Vec<Item<P>>)>;
+/// Batches to send now, with their organization and the call slot each holds.
+type Batches<P> = Vec<(Arc<Organization>, Vec<Item<P>>, CallSlot)>;
 
 impl<P> Batcher<P> {
-    fn next_deadline(&self) -> Option<Instant> {
-        self.filling.values().map(|p| p.deadline).min()
+    fn push(&mut self, org: String, item: Item<P>, now: Instant) {
+        self.waiting.entry(org).or_default().items.push_back((now, item));
+        self.queued += 1;
     }
 
-    /// Gives waiting messages free units (`first` and whatever is free) and returns the batches
-    /// that are full, or all of them once every unit is taken: no message can join a waiting batch
-    /// before a call ends, so lingering would only add latency.
-    fn dispatch(&mut self, mut first: Option<OwnedSemaphorePermit>) -> Batches<P> {
+    /// A call slot was given back somewhere: every organization may ask again.
+    fn slot_freed(&mut self) {
+        self.waiting.values_mut().for_each(|w| w.refused = false);
+    }
+
+    /// When a partial batch of an organization that may get a call is due.
+    fn next_linger_deadline(&self) -> Option<Instant> {
+        self.waiting
+            .values()
+            .filter(|w| !w.refused && !w.items.is_empty() && w.items.len() < self.batch_max)
+            .filter_map(|w| w.items.front().map(|(at, _)| *at + self.linger))
+            .min()
+    }
+
+    /// When the organization waiting longest for a call will have waited `max_wait`.
+    fn stall_deadline(&self) -> Option<Instant> {
+        self.waiting
+            .values()
+            .filter(|w| !w.items.is_empty())
+            .filter_map(|w| w.blocked_since.map(|since| since + self.max_wait))
+            .min()
+    }
+
+    /// The batches that can go now: full ones, and partial ones whose linger ended, for every
+    /// organization that gets a call slot, oldest waiting message first.
+    fn dispatch(&mut self, now: Instant, organizations: &Organizations) -> Batches<P> {
+        let mut order: Vec<(Instant, String)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| !w.refused)
+            .filter_map(|(org, w)| w.items.front().map(|(at, _)| (*at, org.clone())))
+            .collect();
+        order.sort_unstable();
         let mut send = Vec::new();
-        while !self.ready.is_empty() {
-            let Some(unit) = first
-                .take()
-                .or_else(|| self.units.clone().try_acquire_owned().ok())
+        for (_, code) in order {
+            let (Some(waiting), Some(organization)) = (self.waiting.get_mut(&code), organizations.get(&code))
             else {
-                break;
+                continue;
             };
-            let Some((org, mut item)) = self.ready.pop_front() else {
-                break;
-            };
-            item.call_slot = Some(unit);
-            let linger = self.linger;
-            let entry = self.filling.entry(org.clone()).or_insert_with(|| Pending {
-                items: Vec::with_capacity(self.batch_max),
-                deadline: Instant::now() + linger,
-            });
-            entry.items.push(item);
-            if (entry.items.len() >= self.batch_max || linger.is_zero())
-                && let Some(batch) = self.filling.remove(&org)
-            {
-                send.push((org, batch.items));
+            while let Some((first, _)) = waiting.items.front() {
+                let full = waiting.items.len() >= self.batch_max;
+                if !full && *first + self.linger > now {
+                    break;
+                }
+                let Some(slot) = organization.try_call_slot() else {
+                    waiting.refused = true;
+                    waiting.blocked_since.get_or_insert(now);
+                    break;
+                };
+                waiting.blocked_since = None;
+                let n = waiting.items.len().min(self.batch_max);
+                let items: Vec<Item<P>> = waiting.items.drain(..n).map(|(_, item)| item).collect();
+                self.queued -= n;
+                send.push((organization.clone(), items, slot));
             }
-        }
-        if self.units.available_permits() == 0 {
-            send.extend(self.filling_batches());
         }
         send
     }
 
-    /// The batches whose linger ended.
-    fn due(&mut self, now: Instant) -> Batches<P> {
-        let due: Vec<String> = self
-            .filling
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(org, _)| org.clone())
-            .collect();
-        due.into_iter()
-            .filter_map(|org| self.filling.remove(&org).map(|batch| (org, batch.items)))
-            .collect()
-    }
-
-    /// Every batch being filled, full or not.
-    fn filling_batches(&mut self) -> Batches<P> {
-        self.filling
-            .drain()
-            .map(|(org, batch)| (org, batch.items))
-            .collect()
+    /// Takes the waiting messages of every organization that has had no call for `max_wait`.
+    fn stalled(&mut self, now: Instant) -> Vec<(String, Vec<Item<P>>)> {
+        let mut parked = Vec::new();
+        for (org, waiting) in &mut self.waiting {
+            let stalled = waiting
+                .blocked_since
+                .is_some_and(|since| since + self.max_wait <= now);
+            if stalled && !waiting.items.is_empty() {
+                let items: Vec<Item<P>> = waiting.items.drain(..).map(|(_, item)| item).collect();
+                self.queued -= items.len();
+                parked.push((org.clone(), items));
+            }
+        }
+        parked
     }
 }
 
@@ -332,29 +369,40 @@ impl<H: FlowHandler> Session<H> {
             publisher,
             self.metrics.clone(),
         ));
-        let units = Arc::new(Semaphore::new(settings.worker.max_in_flight));
         let tracker = TaskTracker::new();
         let mut batcher = Batcher {
-            ready: VecDeque::new(),
-            filling: HashMap::new(),
-            units: units.clone(),
+            waiting: HashMap::new(),
+            queued: 0,
             batch_max: self.handler.batch_max(settings.worker.batch_max).max(1),
             linger: settings.worker.batch_linger,
+            max_wait: settings.worker.max_in_process_wait,
         };
-        // The broker sends at most `prefetch` unacked deliveries; this only guards the buffer.
-        let ready_cap = usize::from(settings.worker.prefetch);
+        // The broker sends at most `prefetch` unacked deliveries; at that count nothing more
+        // arrives until something is settled.
+        let prefetch = usize::from(settings.worker.prefetch);
+        let held = Arc::new(AtomicUsize::new(0));
+        let mut freed = self.organizations.call_freed();
+        let mut freed_open = true;
 
         let outcome = loop {
-            let next_deadline = batcher.next_deadline();
-            let send = tokio::select! {
+            let linger_at = batcher.next_linger_deadline();
+            let full = held.load(Ordering::Relaxed) >= prefetch;
+            let stall_at = if full { batcher.stall_deadline() } else { None };
+            tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break Ok(()),
-                _ = sleep_until(next_deadline), if next_deadline.is_some() => batcher.due(Instant::now()),
-                acquired = units.clone().acquire_owned(), if !batcher.ready.is_empty() => {
-                    // The semaphore is never closed.
-                    batcher.dispatch(acquired.ok())
+                changed = freed.changed(), if freed_open => {
+                    // The organizations (which own the sender) live as long as the session.
+                    freed_open = changed.is_ok();
+                    batcher.slot_freed();
                 }
-                delivery = consumer.next(), if batcher.ready.len() < ready_cap => {
+                _ = sleep_until(stall_at), if stall_at.is_some() => {
+                    for (org, items) in batcher.stalled(Instant::now()) {
+                        self.park(&tracker, &settler, &org, items);
+                    }
+                }
+                _ = sleep_until(linger_at), if linger_at.is_some() => {}
+                delivery = consumer.next(), if batcher.queued < prefetch => {
                     let delivery = match delivery {
                         Some(Ok(delivery)) => delivery,
                         Some(Err(error)) => break Err(BrokerError::Amqp { operation: "consume", source: error }),
@@ -365,17 +413,13 @@ impl<H: FlowHandler> Session<H> {
                             )),
                         }),
                     };
-                    match self.accept(&settler, &tracker, delivery) {
-                        Some(decoded) => {
-                            batcher.ready.push_back(decoded);
-                            batcher.dispatch(None)
-                        }
-                        None => Vec::new(),
+                    if let Some((org, item)) = self.accept(&settler, &tracker, delivery, &held) {
+                        batcher.push(org, item, Instant::now());
                     }
                 }
-            };
-            for (org, items) in send {
-                self.spawn_batch(&tracker, &settler, &org, items);
+            }
+            for (organization, items, slot) in batcher.dispatch(Instant::now(), &self.organizations) {
+                self.spawn_batch(&tracker, &settler, organization, items, slot);
             }
         };
 
@@ -384,11 +428,8 @@ impl<H: FlowHandler> Session<H> {
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
-        // Batches being filled hold their units: send them. Messages still waiting for a unit
-        // were never started; the broker redelivers them when the channel closes.
-        for (org, items) in batcher.filling_batches() {
-            self.spawn_batch(&tracker, &settler, &org, items);
-        }
+        // Messages still waiting for a call were never started: the broker redelivers them
+        // when the channel closes.
         drop(batcher);
         tracker.close();
         let grace = settings.worker.shutdown_grace;
@@ -409,8 +450,9 @@ impl<H: FlowHandler> Session<H> {
         settler: &Arc<Settler>,
         tracker: &TaskTracker,
         delivery: Delivery,
+        count: &Arc<AtomicUsize>,
     ) -> Option<(String, Item<H::Prepared>)> {
-        let held = InFlight::new(self.metrics.clone(), H::FLOW);
+        let held = InFlight::new(self.metrics.clone(), H::FLOW, count.clone());
         let max_bytes = self.settings.worker.max_message_bytes;
         let decoded = decode::decode::<H::Message>(&delivery, max_bytes).and_then(|message| {
             let known = Known {
@@ -438,7 +480,6 @@ impl<H: FlowHandler> Session<H> {
                     delivery,
                     known,
                     prepared,
-                    call_slot: None,
                     _held: held,
                 },
             )),
@@ -465,17 +506,15 @@ impl<H: FlowHandler> Session<H> {
         &self,
         tracker: &TaskTracker,
         settler: &Arc<Settler>,
-        org: &str,
+        organization: Arc<Organization>,
         items: Vec<Item<H::Prepared>>,
+        slot: CallSlot,
     ) {
-        let Some(organization) = self.organizations.get(org).cloned() else {
-            return; // `accept` only batches configured organizations.
-        };
         let handler = self.handler.clone();
         let settler = settler.clone();
         let worker = self.settings.worker.clone();
         let metrics = self.metrics.clone();
-        let span = tracing::debug_span!("batch", flow = %H::FLOW, organization = org, size = items.len());
+        let span = tracing::debug_span!("batch", flow = %H::FLOW, organization = organization.code(), size = items.len());
         tracker.spawn(
             async move {
                 process_batch(
@@ -485,11 +524,27 @@ impl<H: FlowHandler> Session<H> {
                     &worker,
                     &metrics,
                     items,
+                    slot,
                 )
                 .await;
             }
             .instrument(span),
         );
+    }
+
+    /// Parks the messages of an organization that has had no free call for
+    /// `max_in_process_wait` while the buffer is full, in the first retry tier without counting
+    /// a retry, so the broker can deliver the other organizations' messages.
+    fn park(&self, tracker: &TaskTracker, settler: &Arc<Settler>, org: &str, items: Vec<Item<H::Prepared>>) {
+        tracing::warn!(
+            flow = %H::FLOW,
+            organization = org,
+            messages = items.len(),
+            max_in_process_wait = ?self.settings.worker.max_in_process_wait,
+            "TIXnGO calls of this organization are all busy and the buffer is full; parking its waiting messages in the first retry tier"
+        );
+        let settler = settler.clone();
+        tracker.spawn(async move { defer_all(&settler, &items).await });
     }
 }
 
@@ -501,7 +556,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Calls TIXnGO for one batch with quick in-process retries of what failed transiently, then
-/// settles every item: success, dead letter, or the next delayed-retry tier.
+/// settles every item: success, dead letter, or the next delayed-retry tier. `slot` is held
+/// while a call is in progress or about to be retried and given back before settling.
 async fn process_batch<H: FlowHandler>(
     handler: &H,
     organization: &Organization,
@@ -509,7 +565,9 @@ async fn process_batch<H: FlowHandler>(
     worker: &crate::config::WorkerSettings,
     metrics: &Metrics,
     items: Vec<Item<H::Prepared>>,
+    slot: CallSlot,
 ) {
+    let mut slot = Some(slot);
     let code = organization.code();
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(worker.in_process_min_delay)
@@ -520,7 +578,7 @@ async fn process_batch<H: FlowHandler>(
     let mut pending = items;
     loop {
         if !organization.breaker.allow() {
-            pending.iter_mut().for_each(Item::release_call_slot);
+            slot.take();
             defer_all(settler, &pending).await;
             return;
         }
@@ -534,7 +592,7 @@ async fn process_batch<H: FlowHandler>(
             Err(error) => error.metric_label(),
         };
         metrics.tixngo_call(code, H::FLOW.as_str(), started.elapsed(), &status);
-        let (mut retry, wait_at_least) = match result {
+        let (retry, wait_at_least) = match result {
             Err(error) if error.class() == ErrorClass::Pause => {
                 // No ticket caused this and no retry of one can fix it: pause the organization
                 // (breaker open at once), park the batch without counting a retry, say so once.
@@ -550,13 +608,13 @@ async fn process_batch<H: FlowHandler>(
                         reason.remedy()
                     );
                 }
-                pending.iter_mut().for_each(Item::release_call_slot);
+                slot.take();
                 defer_all(settler, &pending).await;
                 return;
             }
             Err(error) if error.class() == ErrorClass::Permanent => {
                 breaker_success(organization, metrics);
-                pending.iter_mut().for_each(Item::release_call_slot);
+                slot.take();
                 let message = error.to_string();
                 let status = error.http_status();
                 settle_all(pending.iter().map(|item| {
@@ -570,14 +628,28 @@ async fn process_batch<H: FlowHandler>(
                     metrics.breaker_transition(code, "open");
                     tracing::warn!(organization = code, "TIXnGO failing; circuit breaker opened");
                 }
+                let retry_after = error.retry_after();
+                if let Some(pause) = retry_after.filter(|p| *p > worker.max_in_process_wait)
+                    && organization.breaker.hold_open(pause)
+                {
+                    // Longer than the process waits in place: pause the organization for as
+                    // long as TIXnGO asked and give back what the batch holds.
+                    metrics.breaker_transition(code, "open");
+                    tracing::warn!(
+                        organization = code,
+                        ?pause,
+                        max_in_process_wait = ?worker.max_in_process_wait,
+                        "TIXnGO asked to wait longer than worker.max_in_process_wait (Retry-After); pausing this organization"
+                    );
+                }
                 if organization.breaker.state() != BreakerState::Closed {
-                    // This failure opened the breaker (or a probe failed): the outage is known,
-                    // so park the batch without counting a retry.
-                    pending.iter_mut().for_each(Item::release_call_slot);
+                    // This failure opened the breaker (or a probe failed, or TIXnGO asked for a
+                    // long pause): the outage is known, so park the batch without counting a
+                    // retry.
+                    slot.take();
                     defer_all(settler, &pending).await;
                     return;
                 }
-                let retry_after = error.retry_after();
                 let failed: Vec<_> = pending
                     .into_iter()
                     .map(|item| (item, Failure::from_call(&error)))
@@ -588,18 +660,18 @@ async fn process_batch<H: FlowHandler>(
                 breaker_success(organization, metrics);
                 let mut retry = Vec::new();
                 let mut settled = Vec::new();
-                for (mut item, result) in pending.into_iter().zip(results) {
+                for (item, result) in pending.into_iter().zip(results) {
                     match result {
-                        Ok(ok) => {
-                            item.release_call_slot();
-                            settled.push((item, Ok(ok)))
-                        }
+                        Ok(ok) => settled.push((item, Ok(ok))),
                         Err(error) if error.class == ErrorClass::Permanent => {
-                            item.release_call_slot();
                             settled.push((item, Err(error)))
                         }
                         Err(error) => retry.push((item, Failure::from_item(&error))),
                     }
+                }
+                if retry.is_empty() {
+                    // Nothing will call again: settling needs no call slot.
+                    slot.take();
                 }
                 settle_all(settled.iter().map(|(item, result)| async move {
                     match result {
@@ -629,11 +701,16 @@ async fn process_batch<H: FlowHandler>(
         }
         match delays.next() {
             Some(delay) => {
-                tokio::time::sleep(delay.max(wait_at_least.unwrap_or_default())).await;
+                // `wait_at_least` is within `max_in_process_wait` here (a longer one paused the
+                // organization above); the cap also bounds a misconfigured back-off.
+                let wait = delay
+                    .max(wait_at_least.unwrap_or_default())
+                    .min(worker.max_in_process_wait);
+                tokio::time::sleep(wait).await;
                 pending = retry.into_iter().map(|(item, _)| item).collect();
             }
             None => {
-                retry.iter_mut().for_each(|(item, _)| item.release_call_slot());
+                slot.take();
                 settle_all(retry.iter().map(|(item, failure)| {
                     settler.retry_later(&item.delivery, &item.known, &failure.message, failure.status)
                 }))

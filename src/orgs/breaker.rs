@@ -127,6 +127,21 @@ impl Breaker {
         }
     }
 
+    /// TIXnGO asked for a pause longer than the process waits in place (`Retry-After` above
+    /// `worker.max_in_process_wait`): open now, until at least `pause` from now (an open interval
+    /// already reaching further is kept). Returns true when the breaker was closed.
+    pub fn hold_open(&self, pause: Duration) -> bool {
+        let mut state = self.lock();
+        let wanted = Instant::now() + pause;
+        let was_closed = matches!(*state, State::Closed { .. });
+        let until = match *state {
+            State::Open { until } => until.max(wanted),
+            _ => wanted,
+        };
+        *state = State::Open { until };
+        was_closed
+    }
+
     /// The current state.
     pub fn state(&self) -> BreakerState {
         match *self.lock() {
@@ -173,6 +188,16 @@ mod tests {
         assert!(breaker.allow());
         assert!(breaker.record_success());
         assert_eq!(breaker.pause_reason(), None);
+    }
+
+    #[test]
+    fn hold_open_keeps_the_longest_pause() {
+        let breaker = Breaker::new(5, Duration::from_millis(10));
+        assert!(breaker.hold_open(Duration::from_secs(120)));
+        assert!(!breaker.allow());
+        assert!(!breaker.hold_open(Duration::from_millis(1)), "already open");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!breaker.allow(), "the 120 s pause is kept");
     }
 
     #[test]

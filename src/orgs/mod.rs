@@ -7,6 +7,8 @@ pub mod breaker;
 
 use breaker::Breaker;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
 use crate::config::{Interface, InterfaceKind, Settings};
 use crate::messages::InjectMessage;
 use crate::tixngo::client::{ClientBuildError, HttpClientError, http_client_with_ca};
@@ -26,6 +28,34 @@ pub struct Organization {
     pub template: Option<TicketTemplate>,
     /// Paces TIXnGO calls when the interface sets `rate_limit`.
     limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// This organization's `worker.max_concurrent_calls`, shared by every flow of the process:
+    /// its TIXnGO cannot hold more calls than these, whatever it does.
+    calls: Arc<Semaphore>,
+    /// The process's `worker.max_total_calls`, shared by every organization.
+    total_calls: Arc<Semaphore>,
+    /// Ticks whenever a call slot is given back, so that batchers waiting for one look again.
+    call_freed: Arc<watch::Sender<u64>>,
+}
+
+/// The right to make one TIXnGO call for one organization: one of its `max_concurrent_calls`
+/// and one of the process's `max_total_calls`. Given back (and announced) when dropped.
+#[derive(Debug)]
+pub struct CallSlot {
+    /// The organization's unit; an `Option` only so that `drop` can release it before announcing.
+    organization: Option<OwnedSemaphorePermit>,
+    /// The process's unit, likewise.
+    total: Option<OwnedSemaphorePermit>,
+    /// Where a freed slot is announced.
+    freed: Arc<watch::Sender<u64>>,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        // Release first, then announce: a batcher woken by the tick must find the units free.
+        self.organization.take();
+        self.total.take();
+        self.freed.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl Organization {
@@ -40,6 +70,22 @@ impl Organization {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
+    }
+
+    /// One call slot of this organization, if one is free now (and one of the process's).
+    pub fn try_call_slot(&self) -> Option<CallSlot> {
+        let organization = self.calls.clone().try_acquire_owned().ok()?;
+        let total = self.total_calls.clone().try_acquire_owned().ok()?;
+        Some(CallSlot {
+            organization: Some(organization),
+            total: Some(total),
+            freed: self.call_freed.clone(),
+        })
+    }
+
+    /// TIXnGO calls of this organization in progress in this process.
+    pub fn calls_in_progress(&self, configured: usize) -> usize {
+        configured.saturating_sub(self.calls.available_permits())
     }
 
     /// The TIXnGO ticket document for an injection, or why it cannot be built.
@@ -57,10 +103,12 @@ impl Organization {
 }
 
 /// Every configured organization, by code.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Organizations {
     /// Organizations by S-360 code.
     by_code: HashMap<String, Arc<Organization>>,
+    /// Ticks whenever any organization's call slot is given back.
+    call_freed: Arc<watch::Sender<u64>>,
 }
 
 /// Why the organizations could not be set up.
@@ -83,6 +131,8 @@ impl Organizations {
     pub fn new(settings: &Settings) -> Result<Self, OrganizationsError> {
         let mut pools: HashMap<Option<&std::path::Path>, reqwest::Client> = HashMap::new();
         let mut by_code = HashMap::new();
+        let total_calls = Arc::new(Semaphore::new(settings.worker.max_total_calls.max(1)));
+        let call_freed = Arc::new(watch::Sender::new(0u64));
         for interface in settings.interfaces.values() {
             let ca_file = interface.ca_file.as_deref();
             let http = match pools.get(&ca_file) {
@@ -115,15 +165,23 @@ impl Organizations {
                     breaker,
                     template,
                     limiter,
+                    calls: Arc::new(Semaphore::new(settings.worker.max_concurrent_calls.max(1))),
+                    total_calls: total_calls.clone(),
+                    call_freed: call_freed.clone(),
                 }),
             );
         }
-        Ok(Self { by_code })
+        Ok(Self { by_code, call_freed })
     }
 
     /// The organization with this code.
     pub fn get(&self, code: &str) -> Option<&Arc<Organization>> {
         self.by_code.get(code)
+    }
+
+    /// Changes whenever a call slot of any organization is given back.
+    pub fn call_freed(&self) -> watch::Receiver<u64> {
+        self.call_freed.subscribe()
     }
 
     /// All organizations.

@@ -359,8 +359,7 @@ impl TixngoClient {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             return Err(CallError::RateLimited { retry_after });
         }
         let body = response.text().await.unwrap_or_default();
@@ -533,6 +532,19 @@ fn first_bytes(bytes: &[u8]) -> String {
     }
 }
 
+/// `Retry-After` as HTTP defines it (RFC 9110 section 10.2.3): delta-seconds or an HTTP-date
+/// (IMF-fixdate, and the obsolete RFC 850 and asctime forms), relative to `now`. A date in the
+/// past means "now" (zero); anything else unreadable is ignored (`None`).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a very long time".
+        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
 fn default_message(kind: BatchKind, code: u16) -> &'static str {
     match (kind, code) {
         (BatchKind::Inject, 409) => "ticket already exists in TIXnGO with different content",
@@ -540,5 +552,42 @@ fn default_message(kind: BatchKind, code: u16) -> &'static str {
         (BatchKind::Cancel | BatchKind::Control, 404) => "ticket not found in TIXnGO (not injected yet?)",
         (BatchKind::Control, 409) => "ticket is deleted in TIXnGO and cannot be controlled",
         _ => "TIXnGO refused the ticket",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_retry_after;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_is_delta_seconds_or_an_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for date in [
+            "Sun, 06 Nov 1994 08:51:37 GMT",
+            "Sunday, 06-Nov-94 08:51:37 GMT",
+            "Sun Nov  6 08:51:37 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(120)),
+                "{date}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        for junk in ["", "-5", "1.5", "soon", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
+        }
     }
 }

@@ -451,21 +451,22 @@ async fn two_bridge_processes_share_1000_tickets_none_lost_none_doubled() {
 }
 
 #[tokio::test]
-async fn max_in_flight_bounds_the_tickets_inside_tixngo_calls() {
-    // A long linger would gather all six tickets into one call; the bound of two lets at most two
-    // wait for or sit inside a call, and a full bound sends its batch without lingering.
+async fn max_concurrent_calls_bounds_an_organizations_calls_and_batch_max_their_size() {
+    // One call at a time for ACME, two tickets per call: six tickets take three calls one after
+    // the other, so at least three simulated latencies (a lower bound: it cannot be faster).
     let mut app = spawn_app_with(
-        "[worker]\nmax_in_flight = 2\nbatch_max = 50\nbatch_linger = \"2s\"\n",
+        "[worker]\nmax_concurrent_calls = 1\nbatch_max = 2\nbatch_linger = \"2s\"\n",
         &[Flow::Inject],
     )
     .await;
     app.sim.sim.set_faults(
         Some("ACME"),
         Faults {
-            latency_ms: 100,
+            latency_ms: 300,
             ..Faults::default()
         },
     );
+    let started = std::time::Instant::now();
     for n in 0..6 {
         app.publish(Flow::Inject, &match_ticket("ACME", &format!("BOUND-{n}")))
             .await;
@@ -478,5 +479,10 @@ async fn max_in_flight_bounds_the_tickets_inside_tixngo_calls() {
     assert!(
         stats.requests.inject >= 3,
         "at most two tickets per call: {stats:?}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "one call at a time: {:?}",
+        started.elapsed()
     );
 }

@@ -9,6 +9,7 @@ mod faults;
 mod flows;
 mod helpers;
 mod hostile;
+mod isolation;
 mod notifier;
 mod ops;
 mod poller;

@@ -37,7 +37,7 @@ pub struct Target {
     pub api_key: SecretString,
     /// `basic.qos`, as the bridge's `worker.prefetch`.
     pub prefetch: u16,
-    /// Concurrent POSTs, as the bridge's `worker.max_in_flight`.
+    /// Concurrent POSTs (`--baseline-concurrency`), one ticket each.
     pub max_in_flight: usize,
     /// Stop after this many messages.
     pub tickets: usize,

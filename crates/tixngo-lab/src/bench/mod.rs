@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use report::{Latency, Machine, Phase, ProcUsage, Report, RunSettings, mib};
 use tixngo_bridge::app::{AppError, Part};
 use tixngo_bridge::broker::Topology;
-use tixngo_bridge::config::{self, Settings};
+use tixngo_bridge::config::{self, Settings, WorkerSettings};
 use tixngo_bridge::flows::Flow;
 use tixngo_bridge::orgs::Organizations;
 use tixngo_sim::{self as sim, Faults, RunningSim, SimConfig, Status};
@@ -54,17 +54,24 @@ pub struct BenchArgs {
     /// Simulated TIXnGO latency per call, in ms (0: instant).
     #[arg(long, default_value_t = 0)]
     pub tixngo_latency_ms: u64,
-    /// `worker.prefetch`, and the baseline's `basic.qos`.
-    #[arg(long, default_value_t = 256)]
+    /// With a latency: draw each call's latency uniformly from `--tixngo-latency-ms` to this
+    /// (a latency range, as a real remote API has).
+    #[arg(long)]
+    pub tixngo_latency_max_ms: Option<u64>,
+    /// `worker.prefetch`, and the baseline's `basic.qos` (default: the bridge's default).
+    #[arg(long, default_value_t = WorkerSettings::default().prefetch)]
     pub prefetch: u16,
-    /// `worker.max_in_flight` per process, and the baseline's concurrent POSTs.
+    /// `worker.max_concurrent_calls`: TIXnGO calls in progress per organization and process.
+    #[arg(long, default_value_t = WorkerSettings::default().max_concurrent_calls)]
+    pub max_concurrent_calls: usize,
+    /// The baseline's concurrent POSTs (one ticket each).
     #[arg(long, default_value_t = 64)]
-    pub max_in_flight: usize,
+    pub baseline_concurrency: usize,
     /// `worker.batch_max`: most tickets per TIXnGO call.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = WorkerSettings::default().batch_max)]
     pub batch_max: usize,
     /// `worker.batch_linger` in ms: how long a partial batch waits for more tickets.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = WorkerSettings::default().batch_linger.as_millis() as u64)]
     pub batch_linger_ms: u64,
     /// Bridge processes (`tixngo-bridge run`, with a temporary configuration); 0 runs the
     /// bridge and the baseline inside the bench process (memory and CPU then include the
@@ -118,10 +125,12 @@ impl BenchArgs {
         BenchArgs {
             tickets,
             tixngo_latency_ms: 0,
-            prefetch: 256,
-            max_in_flight: 64,
-            batch_max: 50,
-            batch_linger_ms: 5,
+            tixngo_latency_max_ms: None,
+            prefetch: WorkerSettings::default().prefetch,
+            max_concurrent_calls: WorkerSettings::default().max_concurrent_calls,
+            baseline_concurrency: 64,
+            batch_max: WorkerSettings::default().batch_max,
+            batch_linger_ms: WorkerSettings::default().batch_linger.as_millis() as u64,
             processes: 1,
             flow: Flow::Inject,
             rate: None,
@@ -195,7 +204,8 @@ pub async fn main(args: BenchArgs) -> ExitCode {
         // this process's CPU time and peak memory from /proc.
         let stop = CancellationToken::new();
         tixngo_bridge::shutdown::cancel_on_signal(stop.clone());
-        let result = match baseline::Target::from_env(args.prefetch, args.max_in_flight, args.tickets) {
+        let result = match baseline::Target::from_env(args.prefetch, args.baseline_concurrency, args.tickets)
+        {
             Ok(target) => baseline::run(target).await,
             Err(error) => Err(error),
         };
@@ -254,9 +264,16 @@ struct Scenario<'a> {
 
 /// Runs the scenario and returns its report.
 pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
-    if args.tickets == 0 || args.max_in_flight == 0 || args.batch_max == 0 || args.prefetch == 0 {
+    if args.tickets == 0
+        || args.max_concurrent_calls == 0
+        || args.baseline_concurrency == 0
+        || args.batch_max == 0
+        || args.prefetch == 0
+    {
         return Err(BenchError::Usage(
-            "--tickets, --prefetch, --max-in-flight and --batch-max must be at least 1".into(),
+            "--tickets, --prefetch, --max-concurrent-calls, --baseline-concurrency and --batch-max \
+             must be at least 1"
+                .into(),
         ));
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
@@ -274,6 +291,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let sim_config = SimConfig {
         faults: Faults {
             latency_ms: args.tixngo_latency_ms,
+            latency_max_ms: args.tixngo_latency_max_ms,
             ..Faults::none()
         },
         ..SimConfig::default()
@@ -308,8 +326,14 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         .as_ref()
         .filter(|b| b.throughput_per_s > 0.0)
         .map(|b| bridge.throughput_per_s / b.throughput_per_s);
-    let bound = (args.tixngo_latency_ms > 0).then(|| {
-        (args.processes.max(1) * args.max_in_flight) as f64 / (args.tixngo_latency_ms as f64 / 1000.0)
+    // Calls of one organization per process × tickets per call / mean latency.
+    let mean_latency_ms = match args.tixngo_latency_max_ms {
+        Some(max) if max > args.tixngo_latency_ms => (args.tixngo_latency_ms + max) as f64 / 2.0,
+        _ => args.tixngo_latency_ms as f64,
+    };
+    let bound = (mean_latency_ms > 0.0).then(|| {
+        (args.processes.max(1) * args.max_concurrent_calls * args.batch_max) as f64
+            / (mean_latency_ms / 1000.0)
     });
     Ok(Report {
         run: scenario.run.clone(),
@@ -318,8 +342,10 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             flow: args.flow.to_string(),
             tickets: args.tickets,
             tixngo_latency_ms: args.tixngo_latency_ms,
+            tixngo_latency_max_ms: args.tixngo_latency_max_ms,
             prefetch: args.prefetch,
-            max_in_flight: args.max_in_flight,
+            max_concurrent_calls: args.max_concurrent_calls,
+            baseline_concurrency: args.baseline_concurrency,
             batch_max: args.batch_max,
             batch_linger_ms: args.batch_linger_ms,
             processes: args.processes,
@@ -342,14 +368,14 @@ fn settings_toml(args: &BenchArgs, run: &str, sim: &RunningSim, api_key: &str) -
         "[amqp]\nurl = {url}\nconnection_name = \"tixngo-bridge-bench\"\n\
          [topology]\ntickets_exchange = \"bench-{run}.tickets\"\nevents_exchange = \"bench-{run}.events\"\n\
          dead_letter_exchange = \"bench-{run}.dead-letter\"\nqueue_prefix = \"bench-{run}\"\n\
-         [worker]\nprefetch = {prefetch}\nmax_in_flight = {in_flight}\nbatch_max = {batch}\n\
+         [worker]\nprefetch = {prefetch}\nmax_concurrent_calls = {calls}\nbatch_max = {batch}\n\
          batch_linger = \"{linger}ms\"\nshutdown_grace = \"10s\"\n\
          [http]\nenabled = false\n[status_sync]\nenabled = false\n[notifier]\nenabled = false\n\
          [[interfaces]]\norganization = \"{BRIDGE_ORG}\"\nkind = \"tixngo\"\nurl = {base}\n\
          username = \"bench@bench.example\"\napi_key = {key}\nnotification_emails = \"ops@bench.example\"\n",
         url = quote(args.amqp_url.expose_secret()),
         prefetch = args.prefetch,
-        in_flight = args.max_in_flight,
+        calls = args.max_concurrent_calls,
         batch = args.batch_max,
         linger = args.batch_linger_ms,
         base = quote(&sim.base_url(BRIDGE_ORG)),
@@ -733,7 +759,7 @@ impl Scenario<'_> {
             },
             api_key: self.baseline_key.clone(),
             prefetch: args.prefetch,
-            max_in_flight: args.max_in_flight,
+            max_in_flight: args.baseline_concurrency,
             tickets: args.tickets,
         };
         if args.processes == 0 {
@@ -773,7 +799,7 @@ impl Scenario<'_> {
             let child = Command::new(lab)
                 .args(["bench", "--baseline-worker"])
                 .args(["--prefetch", &args.prefetch.to_string()])
-                .args(["--max-in-flight", &args.max_in_flight.to_string()])
+                .args(["--baseline-concurrency", &args.baseline_concurrency.to_string()])
                 .args(["--tickets", &args.tickets.to_string()])
                 .envs(target.to_env())
                 .env_remove("AMQP_URL")

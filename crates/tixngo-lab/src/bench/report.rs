@@ -25,10 +25,10 @@ pub struct Report {
     pub baseline: Option<Phase>,
     /// Bridge throughput divided by baseline throughput: the first target (>= 1.0).
     pub ratio: Option<f64>,
-    /// With simulated latency: the most any consumer bounded to `max_in_flight` messages per
-    /// process can do, `processes × max_in_flight / latency` (Little's law), in tickets/s.
+    /// With simulated latency: the most the bridge's call bound allows, `processes ×
+    /// max_concurrent_calls × batch_max / mean latency` (Little's law), in tickets/s.
     pub littles_law_bound_per_s: Option<f64>,
-    /// Bridge throughput as a share of that bound: the second target (>= 0.9).
+    /// Bridge throughput as a share of that bound.
     pub littles_law_efficiency: Option<f64>,
 }
 
@@ -65,8 +65,12 @@ pub struct RunSettings {
     pub tixngo_latency_ms: u64,
     /// `worker.prefetch` (and the baseline's `basic.qos`).
     pub prefetch: u16,
-    /// `worker.max_in_flight` (and the baseline's concurrent POSTs).
-    pub max_in_flight: usize,
+    /// With a latency range, its upper end (`tixngo_latency_ms` is the lower).
+    pub tixngo_latency_max_ms: Option<u64>,
+    /// `worker.max_concurrent_calls`.
+    pub max_concurrent_calls: usize,
+    /// The baseline's concurrent POSTs.
+    pub baseline_concurrency: usize,
     /// `worker.batch_max`.
     pub batch_max: usize,
     /// `worker.batch_linger`, in ms.
@@ -226,13 +230,17 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "bench run {}: {} x {} tickets, tixngo latency {} ms, prefetch {}, max in flight {}, batch {} / {} ms, {} process(es), {} publish{}",
+            "bench run {}: {} x {} tickets, tixngo latency {}{} ms, prefetch {}, calls per organization {} (baseline {} POSTs), batch {} / {} ms, {} process(es), {} publish{}",
             self.run,
             s.flow,
             s.tickets,
             s.tixngo_latency_ms,
+            s.tixngo_latency_max_ms
+                .map(|m| format!("-{m}"))
+                .unwrap_or_default(),
             s.prefetch,
-            s.max_in_flight,
+            s.max_concurrent_calls,
+            s.baseline_concurrency,
             s.batch_max,
             s.batch_linger_ms,
             s.processes,
