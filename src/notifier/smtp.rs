@@ -95,10 +95,10 @@ impl Mailer {
                 _ => Tls::Required(parameters),
             });
         }
-        if let Some((user, password)) = &settings.credentials {
+        if let Some(login) = &settings.credentials {
             builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
+                login.username.clone(),
+                login.password.expose_secret().to_owned(),
             ));
         }
         Ok(Self {

@@ -278,9 +278,9 @@ fn environment_strings_are_kept_verbatim() {
     )
     .unwrap();
     let smtp = settings.notifier.smtp.as_ref().unwrap();
-    let (username, password) = smtp.credentials.as_ref().unwrap();
-    assert_eq!(password.expose_secret(), "0123");
-    assert_eq!(username, "true");
+    let login = smtp.credentials.as_ref().unwrap();
+    assert_eq!(login.password.expose_secret(), "0123");
+    assert_eq!(login.username, "true");
     assert_eq!(settings.amqp.connection_name, "007");
     assert_eq!(settings.topology.queue_prefix, "1e3");
 }
