@@ -123,10 +123,12 @@ async fn while_smtp_is_down_dead_letters_stay_in_the_dlq_and_go_out_once_it_is_b
     app.stop().await.unwrap();
 }
 
-/// Issue 7's done-when: a TIXnGO validation failure for ACME gives one e-mail naming the ticket
-/// and the replay command; once the cause (a broken template) is fixed, `dlq replay --flow inject
-/// --organization ACME` delivers it, `dlq list` shows nothing left for ACME, and GLOBEX's parked
-/// message is untouched.
+/// Issue 7's done-when: a TIXnGO refusal for ACME gives one e-mail naming the ticket and the
+/// replay command; once the cause is fixed, `dlq replay --flow inject --organization ACME`
+/// delivers it, `dlq list` shows nothing left for ACME, and GLOBEX's parked message is untouched.
+/// The refusal is one only TIXnGO can know (a template mistake is now refused when the
+/// configuration loads): a stale ticket of the same id with other content in TIXnGO (`409`), which
+/// the organizer then removes.
 #[tokio::test]
 async fn validation_failure_is_mailed_then_replayed_after_the_fix_leaving_other_organizations() {
     let sink = SmtpSink::start(0, false).await;
@@ -136,11 +138,8 @@ async fn validation_failure_is_mailed_then_replayed_after_the_fix_leaving_other_
         "/config/templates/example.json.j2"
     ))
     .unwrap();
-    // The mistake: TIXnGO wants MATCH, not match (the bridge's own checks cannot know).
-    let broken = good.replace("{{ product.kind | upper }}", "{{ product.kind }}");
-    assert_ne!(broken, good);
     let template = dir.path().join("acme.json.j2");
-    std::fs::write(&template, &broken).unwrap();
+    std::fs::write(&template, &good).unwrap();
     let with_template = |toml: String| {
         toml.replacen(
             "organization = \"ACME\"\nkind = \"tixngo\"",
@@ -153,6 +152,15 @@ async fn validation_failure_is_mailed_then_replayed_after_the_fix_leaving_other_
     };
     let extra = sink.notifier_toml("1s");
     let mut app = spawn_app_edited(&extra, parts(), with_template).await;
+    // The cause: TIXnGO already holds a V-1 with another barcode (left over from a test run).
+    let mut stale = match_ticket("ACME", "V-1");
+    stale["barcode"] = json!("STALE-BARCODE-1");
+    let stale: tixngo_bridge::messages::InjectMessage = serde_json::from_value(stale).unwrap();
+    let organizations = tixngo_bridge::orgs::Organizations::new(&app.settings).unwrap();
+    let acme = organizations.get("ACME").unwrap();
+    let document = acme.render(&stale).unwrap();
+    let created = acme.client.inject(&[&document]).await.unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
     app.publish(Flow::Inject, &match_ticket("ACME", "V-1")).await;
     let event = app.event_for("inject.dead-lettered", "V-1").await;
     assert_eq!(event["error_class"], "rejected");
@@ -168,15 +176,16 @@ async fn validation_failure_is_mailed_then_replayed_after_the_fix_leaving_other_
         .collect();
     assert_eq!(acme.len(), 1, "one e-mail for ACME");
     assert!(
-        acme[0].contains("V-1") && acme[0].contains("HTTP 422"),
+        acme[0].contains("V-1") && acme[0].contains("HTTP 409"),
         "{}",
         acme[0]
     );
     assert!(acme[0].contains("tixngo-bridge dlq replay --flow inject --organization ACME"));
     app.stop().await.unwrap();
 
-    // The fix, then the replay the e-mail names, with the real binary.
-    std::fs::write(&template, &good).unwrap();
+    // The fix (the organizer removes the stale ticket from TIXnGO), then the replay the e-mail
+    // names, with the real binary.
+    app.sim.sim.reset();
     let config = dir.path().join("bridge.toml");
     std::fs::write(
         &config,
