@@ -22,7 +22,8 @@ WORKDIR /build
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY crates ./crates
-COPY schemas/examples ./schemas/examples
+COPY schemas ./schemas
+COPY clippy.toml ./
 # No debug info in the shipped binary (the local release profile keeps line tables for
 # profiling the bench).
 ENV CARGO_PROFILE_RELEASE_DEBUG=false \
@@ -43,19 +44,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/tixngo-sim /out/tixngo-sim \
     && install -D -m 0755 target/release/tixngo-lab /out/tixngo-lab
 
-FROM debian:${DEBIAN_RELEASE}-slim AS lab
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
-RUN groupadd --system --gid 10001 tixngo \
-    && useradd --system --uid 10001 --gid tixngo --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin tixngo
-COPY --from=lab-build /out/tixngo-sim /out/tixngo-lab /usr/local/bin/
-USER 10001:10001
-CMD ["tixngo-sim", "--help"]
-
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# What both images share: the system roots and the unprivileged user.
+FROM debian:${DEBIAN_RELEASE}-slim AS base
 # ca-certificates: reqwest's rustls verifies TIXnGO's (and amqps) certificates against the
 # system roots. Not version-pinned on purpose: each rebuild should pick up security updates.
 # hadolint ignore=DL3008
@@ -67,6 +57,13 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 tixngo \
     && useradd --system --uid 10001 --gid tixngo --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin tixngo
+
+FROM base AS lab
+COPY --from=lab-build /out/tixngo-sim /out/tixngo-lab /usr/local/bin/
+USER 10001:10001
+CMD ["tixngo-sim", "--help"]
+
+FROM base AS runtime
 COPY --from=build /out/tixngo-bridge /usr/local/bin/tixngo-bridge
 USER 10001:10001
 # Log collectors want one JSON object per line; the compose demo switches back to pretty.

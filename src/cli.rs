@@ -116,7 +116,13 @@ pub enum TopologyCommand {
 
 /// Parses the command line; usage errors exit 64, `--help` and `--version` exit 0.
 pub fn parse() -> Result<Cli, ExitCode> {
-    Cli::try_parse().map_err(|e| {
+    parse_as::<Cli>()
+}
+
+/// Parses the command line as `C` with this project's exit codes (64 for a usage error, 0 for
+/// `--help` and `--version`); the tools' command line uses it too.
+pub fn parse_as<C: Parser>() -> Result<C, ExitCode> {
+    C::try_parse().map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
             ExitCode::from(EXIT_USAGE)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tixngo_bridge::cli::{ConfigArg, LogFormat, load};
-use tixngo_bridge::exit::{EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE};
+use tixngo_bridge::exit::{EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE};
 use tokio_util::sync::CancellationToken;
 
 /// Tools around tixngo-bridge: benchmark it, prove its reliability, demonstrate it.
@@ -83,14 +83,7 @@ pub struct DemoArgs {
 
 /// Parses the command line; usage errors exit 64, `--help` and `--version` exit 0.
 pub fn parse() -> Result<Cli, ExitCode> {
-    Cli::try_parse().map_err(|e| {
-        let _ = e.print();
-        if e.use_stderr() {
-            ExitCode::from(EXIT_USAGE)
-        } else {
-            ExitCode::from(EXIT_OK)
-        }
-    })
+    tixngo_bridge::cli::parse_as::<Cli>()
 }
 
 /// Runs a parsed command to completion.
